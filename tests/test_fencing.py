@@ -1,0 +1,85 @@
+"""Leases and fenced writes against a real Redis: stale tenures are refused by Lua."""
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from context8 import keys
+from coordination.lease import LeaseScripts, StaleTenureError, acquire, release, renew
+from projections.writer import ProjectionScripts, queue_report, raise_refusals
+
+SYMBOL = "BTCUSDT.BINANCE"
+
+
+async def _publish(client, scripts, tenure, body: bytes) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        await queue_report(pipe, scripts, tenure, report_json=body, ttl_ms=300_000,
+                           updated_at_ms=1)  # fmt: skip
+        raise_refusals(await pipe.execute(raise_on_error=False))
+
+
+def test_stale_tenure_is_refused_and_newer_data_survives(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        leases, scripts = LeaseScripts(client), ProjectionScripts(client)
+        old = await acquire(leases, "analytics", SYMBOL, "node-a", 100)
+        assert old is not None
+        assert await acquire(leases, "analytics", SYMBOL, "node-b", 100) is None
+        await _publish(client, scripts, old, b'{"v": "old"}')
+        await asyncio.sleep(0.15)  # the lease lapses: node-a is paused, say
+        new = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
+        assert new is not None and new.token == old.token + 1
+        await _publish(client, scripts, new, b'{"v": "new"}')
+        with pytest.raises(StaleTenureError):
+            await _publish(client, scripts, old, b'{"v": "stale"}')
+        assert await client.get(keys.report_key(SYMBOL)) == b'{"v": "new"}'
+        assert not await renew(leases, old, 2000)
+        assert not await release(leases, old)
+        assert await release(leases, new)
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_index_refuses_a_lower_token_even_without_a_lease(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        scripts = ProjectionScripts(client)
+        index_keys = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY]
+        assert await scripts.index_update(keys=index_keys, args=[SYMBOL, 5, 1000]) == 1
+        with pytest.raises(Exception, match="STALE"):
+            await scripts.index_update(keys=index_keys, args=[SYMBOL, 4, 2000])
+        assert await client.zscore(keys.INDEX_KEY, SYMBOL) == 1000
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_report_ttl_set_on_first_publish_then_kept(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        leases, scripts = LeaseScripts(client), ProjectionScripts(client)
+        tenure = await acquire(leases, "analytics", SYMBOL, "node-a", 2000)
+        await _publish(client, scripts, tenure, b"{}")
+        await client.pexpire(keys.report_key(SYMBOL), 200_000)  # well over half of 300 s
+        await _publish(client, scripts, tenure, b"{}")
+        assert 150_000 < await client.pttl(keys.report_key(SYMBOL)) <= 200_000  # KEEPTTL
+        await client.pexpire(keys.report_key(SYMBOL), 100_000)  # under half: re-armed
+        await _publish(client, scripts, tenure, b"{}")
+        assert await client.pttl(keys.report_key(SYMBOL)) > 290_000
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_scripts_recover_after_the_script_cache_is_flushed(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        leases = LeaseScripts(client)
+        first = await acquire(leases, "ingest", SYMBOL, "node-a", 2000)
+        await client.script_flush()
+        assert await renew(leases, first, 2000)
+        await client.aclose()
+
+    asyncio.run(scenario())
