@@ -9,15 +9,9 @@ everything, newest first.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -25,77 +19,21 @@ import redis
 
 from context8 import keys
 from context8.config import Settings
-from context8.redis_server import PrivateRedis, free_port
+from context8.procs import Fleet, start_pipeline
+from context8.redis_server import PrivateRedis
 
 __all__ = ["run_demo"]
 
-_STATUS_EVERY_S = 10.0
-_READY_TIMEOUT_S = 90.0
-
-
-@dataclass
-class _Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
 
 class _Stopped(Exception):
-    pass
+    """A stop signal arrived."""
 
 
 def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> _Child:
-    log_path = log_dir / f"{name}.log"
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "context8", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
-    )
-    log_file.close()
-    return _Child(name, process, log_path)
-
-
-def _stop(children: list[_Child], timeout_s: float = 15.0) -> None:
-    for child in reversed(children):
-        if child.process.poll() is None:
-            child.process.terminate()
-            try:
-                child.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait(timeout_s)
-
-
-def _check_alive(children: list[_Child]) -> None:
-    for child in children:
-        if child.process.poll() is not None:
-            raise RuntimeError(
-                f"{child.name} exited with {child.process.returncode}; "
-                f"last lines of {child.log_path}:\n{child.tail()}"
-            )
-
-
-def _wait_http(url: str, children: list[_Child], deadline: float) -> None:
-    while True:
-        _check_alive(children)
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer in time")
-        time.sleep(0.2)
+_STATUS_EVERY_S = 10.0
 
 
 def _status_lines(client: redis.Redis, symbols: tuple[str, ...]) -> list[str]:
@@ -126,8 +64,6 @@ def run_demo(
     settings: Settings, *, data_dir: str, mcp_port: int, capture: str | None, seed: int
 ) -> int:
     root = Path(data_dir).resolve()
-    log_dir = root / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise _Stopped(signal.Signals(signum).name)
@@ -136,63 +72,43 @@ def run_demo(
     signal.signal(signal.SIGTERM, on_signal)
 
     private: PrivateRedis | None = None
-    children: list[_Child] = []
+    fleet = Fleet(root / "logs")
     try:
         redis_url = settings.redis_url
         if redis_url is None:
             private = PrivateRedis(root / "redis")
             redis_url = private.start()
-        symbols = settings.symbols
-        sim_port = free_port()
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "SYMBOLS": ",".join(symbols),
-            "NT_BINANCE_HTTP_URL": f"http://127.0.0.1:{sim_port}",
-            "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{sim_port}",
-        }
-        sim_args = ["simulate", "--port", str(sim_port), "--seed", str(seed)]
+        simulator_args = ["--seed", str(seed)]
         if capture:
-            sim_args += ["--capture", str(Path(capture).resolve())]
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        children.append(_spawn("simulator", sim_args, env, log_dir))
-        _wait_http(f"http://127.0.0.1:{sim_port}/api/v3/ping", children, deadline)
-
-        node = settings.node_id
-        children.append(
-            _spawn("ingest", ["ingest"], {**env, "NT_NODE_ID": f"{node}-ingest",
-                                          "NT_METRICS_PORT": str(free_port())}, log_dir)
-        )  # fmt: skip
-        children.append(
-            _spawn("processor", ["process"], {**env, "NT_NODE_ID": f"{node}-processor",
-                                              "NT_METRICS_PORT": str(free_port())}, log_dir)
-        )  # fmt: skip
-        children.append(
-            _spawn("mcp", ["mcp", "--transport", "http", "--port", str(mcp_port)], env, log_dir)
+            simulator_args += ["--capture", str(Path(capture).resolve())]
+        pipeline = start_pipeline(
+            fleet,
+            redis_url=redis_url,
+            symbols=settings.symbols,
+            node_id=settings.node_id,
+            simulator_args=tuple(simulator_args),
+            mcp_port=mcp_port,
         )
-        mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
-        _wait_http(f"http://127.0.0.1:{mcp_port}/health", children, deadline)
-
         redis_note = f"  (private, data in {root / 'redis'})" if private else ""
         market = f"replaying {capture}" if capture else f"order-flow model, seed {seed}"
-        plain_http = f"http://127.0.0.1:{mcp_port}/get_report?symbol=BTCUSDT"
+        plain_http = pipeline.mcp_url.removesuffix("/mcp") + "/get_report?symbol=BTCUSDT"
         _say("context8 demo is running")
         _say(f"  redis      {redis_url}{redis_note}")
-        _say(f"  simulator  http://127.0.0.1:{sim_port}  ({market})")
-        _say(f"  mcp        {mcp_url}  (plain JSON: GET {plain_http})")
-        _say(f"  symbols    {', '.join(symbols)}")
-        _say(f"  logs       {log_dir}")
-        _say("MCP client configuration (Claude Code .mcp.json / Claude Desktop via mcp-remote):")
-        _say(_client_config(mcp_url))
+        _say(f"  simulator  {pipeline.simulator_url}  ({market})")
+        _say(f"  mcp        {pipeline.mcp_url}  (plain JSON: GET {plain_http})")
+        _say(f"  symbols    {', '.join(settings.symbols)}")
+        _say(f"  logs       {fleet.log_dir}")
+        _say("MCP client configuration (Claude Code .mcp.json, or any streamable-HTTP client):")
+        _say(_client_config(pipeline.mcp_url))
         _say("Ctrl-C stops everything.")
 
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         next_status = time.monotonic()
         while True:
-            _check_alive(children)
+            fleet.check_alive()
             if time.monotonic() >= next_status:
                 _say(f"reports at {time.strftime('%H:%M:%S')}:")
-                for line in _status_lines(client, symbols):
+                for line in _status_lines(client, settings.symbols):
                     _say(line)
                 next_status = time.monotonic() + _STATUS_EVERY_S
             time.sleep(0.2)
@@ -205,6 +121,6 @@ def run_demo(
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop(children)
+        fleet.stop()
         if private is not None:
             private.stop()

@@ -6,7 +6,7 @@ division of exact integers, then rounded to the documented decimals.
 
 from __future__ import annotations
 
-from typing import Literal
+from projections.report import IngestionStatus, age_status
 
 __all__ = [
     "HEALTH_WEIGHTS",
@@ -63,10 +63,11 @@ def linear_score(value: float, good: float, bad: float) -> float:
 
 def ingestion_status(
     age_ms: int, has_bids: bool, has_asks: bool, synced: bool
-) -> tuple[Literal["ok", "degraded", "down"], str]:
+) -> tuple[IngestionStatus, str]:
     """ok: age <= 1 s and a synced two-sided book; degraded: age <= 2 s, one side empty, or
     resyncing; down: older than 2 s or no book at all."""
-    if age_ms > 2000:
+    by_age = age_status(age_ms)
+    if by_age == "down":
         return "down", f"no venue data for {age_ms} ms"
     if not synced:
         return "degraded", "resyncing the book after a sequence gap"
@@ -74,7 +75,7 @@ def ingestion_status(
         return "down", "the book is empty"
     if not (has_bids and has_asks):
         return "degraded", "one side of the book is empty"
-    if age_ms > 1000:
+    if by_age == "degraded":
         return "degraded", f"venue data {age_ms} ms old"
     return "ok", ""
 

@@ -18,6 +18,8 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "DEGRADED_MAX_AGE_MS",
+    "OK_MAX_AGE_MS",
     "REPORT_SCHEMA_VERSION",
     "SCHEMA_PATH",
     "Anomaly",
@@ -35,6 +37,7 @@ __all__ = [
     "VolumeProfile",
     "Wall",
     "Writer",
+    "age_status",
     "json_schema",
     "schema_text",
 ]
@@ -43,11 +46,28 @@ REPORT_SCHEMA_VERSION: Final = "1.2"
 SCHEMA_PATH: Final = Path(__file__).with_name("report.schema.json")
 
 IngestionStatus = Literal["ok", "degraded", "down"]
+
+OK_MAX_AGE_MS: Final = 1000
+"""Venue data at most this old may be ``ok``."""
+DEGRADED_MAX_AGE_MS: Final = 2000
+"""... at most this old, ``degraded``; older is ``down``."""
+
+
+def age_status(age_ms: int) -> IngestionStatus:
+    """The best ingestion status data of this age allows (writers and readers agree on it)."""
+    if age_ms <= OK_MAX_AGE_MS:
+        return "ok"
+    if age_ms <= DEGRADED_MAX_AGE_MS:
+        return "degraded"
+    return "down"
+
+
 Score = Annotated[float, Meta(ge=0, le=100)]
 
 
-class _Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+class _Model(msgspec.Struct, frozen=True, kw_only=True):
+    """Unknown fields are ignored on decode: a reader of an older build accepts the reports
+    of a newer writer (fields are only ever added)."""
 
 
 class Writer(_Model):

@@ -1,0 +1,201 @@
+"""``context8 bench``: figures measured on the real pipeline (processes on loopback, a private
+Redis), printed as plain lines. Nothing here is simulated but the market itself.
+
+pipeline:
+  1. latency at the simulator's default rate: for every entry appended to ``md:{SYM}``, the
+     time from its venue timestamp (``ts_event``) to the first moment a report that has
+     folded it is readable in Redis (an outside poller, ~1 ms granularity; Binance venue
+     times are whole milliseconds);
+  2. ingest throughput with the simulator pushed hard, next to raw redis-py pipelined XADD
+     of the very same entries into the same Redis;
+  3. fold throughput: a fresh processor node catching up on those streams from the start,
+     and the bare decode + fold loop in this process on the same entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import redis
+
+from context8 import config, keys
+from context8.events import ENTRY_FIELD, decode_event
+from context8.procs import Fleet, start_pipeline
+from context8.redis_server import PrivateRedis
+from processors.fold import fold, new_state
+from processors.runtime import run_processor
+
+__all__ = ["run_bench"]
+
+_SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
+_BUSY_RATE = 40.0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(v is None for v in client.mget([keys.report_key(s) for s in _SYMBOLS])):
+        fleet.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError("no reports from the pipeline")
+        time.sleep(0.1)
+
+
+def _measure_latency(client: redis.Redis, seconds: float) -> list[float]:
+    """Event-to-report latencies (ms) of every entry appended during ``seconds``."""
+    streams = {keys.stream_key(s): "$" for s in _SYMBOLS}
+    report_keys = [keys.report_key(s) for s in _SYMBOLS]
+    waiting: dict[str, list[tuple[tuple[int, int], int]]] = {s: [] for s in _SYMBOLS}
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline or any(waiting.values()):
+        if time.monotonic() > deadline + 5:
+            break  # entries never reported count as missing, not as fast
+        for stream, entries in client.xread(streams, count=10_000) or ():
+            symbol = stream.decode()[4:-1]
+            for raw_id, fields in entries:
+                event = decode_event(fields[ENTRY_FIELD])
+                waiting[symbol].append((_id(raw_id), event.ts_event // 1_000_000))
+                streams[stream.decode()] = raw_id.decode()
+        seen_ms = time.time_ns() / 1e6
+        for symbol, raw in zip(_SYMBOLS, client.mget(report_keys), strict=True):
+            if raw is None or not waiting[symbol]:
+                continue
+            folded = _id(msgspec.json.decode(raw)["stream"]["last_id"].encode())
+            pending = waiting[symbol]
+            done = 0
+            while done < len(pending) and pending[done][0] <= folded:
+                latencies.append(seen_ms - pending[done][1])
+                done += 1
+            del pending[:done]
+        time.sleep(0.001)
+    return latencies
+
+
+def _id(raw_id: bytes) -> tuple[int, int]:
+    ms, _, seq = raw_id.partition(b"-")
+    return int(ms), int(seq)
+
+
+def _stream_lengths(client: redis.Redis) -> int:
+    return sum(client.xlen(keys.stream_key(s)) for s in _SYMBOLS)
+
+
+def _raw_xadd_rate(client: redis.Redis, entries: list[tuple[str, bytes]], batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(entries), batch):
+        pipe = client.pipeline(transaction=False)
+        for symbol, payload in entries[i : i + batch]:
+            pipe.xadd(f"bench:raw:{{{symbol}}}", {ENTRY_FIELD: payload})
+        pipe.execute()
+    return len(entries) / (time.perf_counter() - start)
+
+
+def _fold_rate(entries: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """Events/s and level updates/s of decode + fold alone, one core."""
+    states = {s: new_state() for s in _SYMBOLS}
+    levels = 0
+    start = time.perf_counter()
+    for i, (symbol, payload) in enumerate(entries):
+        event = decode_event(payload)
+        levels += len(getattr(event, "bids", ())) + len(getattr(event, "asks", ()))
+        fold(states[symbol], event, f"{i}-0")
+    elapsed = time.perf_counter() - start
+    return len(entries) / elapsed, levels / elapsed
+
+
+def _processor_catch_up_rate(redis_url: str, total: int) -> float:
+    settings = config.load({}, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench-catch-up")
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        client = redis.asyncio.Redis.from_url(redis_url)
+        start = time.perf_counter()
+        node = asyncio.create_task(run_processor(settings, stop))
+        while True:
+            raws = await client.mget([keys.report_key(s) for s in _SYMBOLS])
+            folded = sum(
+                msgspec.json.decode(r)["stream"]["events_folded"] for r in raws if r is not None
+            )
+            if folded >= total:
+                break
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        stop.set()
+        await node
+        await client.aclose()
+        return total / elapsed
+
+    return asyncio.run(scenario())
+
+
+def run_bench(name: str, *, seconds: float) -> int:
+    if name != "pipeline":
+        raise ValueError(f"unknown benchmark {name!r}")
+    with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
+        server = PrivateRedis(Path(tmp) / "redis")
+        redis_url = server.start()
+        client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        try:
+            _say(f"context8 bench pipeline: {len(_SYMBOLS)} symbols, {seconds:.0f} s per phase")
+            with Fleet(Path(tmp) / "logs-latency") as fleet:
+                start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench")
+                _wait_reports(client, fleet)
+                time.sleep(2)  # let the start-up catch-up settle
+                latencies = _measure_latency(client, seconds)
+                fleet.check_alive()
+            _say(
+                f"event-to-report latency at the default rate: n={len(latencies)} "
+                f"p50={_pct(latencies, 0.5):.1f} ms p99={_pct(latencies, 0.99):.1f} ms "
+                f"max={max(latencies):.1f} ms"
+            )
+            client.flushall()
+            with Fleet(Path(tmp) / "logs-throughput") as fleet:
+                start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",
+                               simulator_args=("--rate", str(_BUSY_RATE)))  # fmt: skip
+                _wait_reports(client, fleet)
+                before, start = _stream_lengths(client), time.perf_counter()
+                time.sleep(seconds)
+                appended = _stream_lengths(client) - before
+                ingest_rate = appended / (time.perf_counter() - start)
+                fleet.check_alive()
+            entries = [
+                (symbol, fields[ENTRY_FIELD])
+                for symbol in _SYMBOLS
+                for _id_, fields in client.xrange(keys.stream_key(symbol))
+            ]
+            raw_rate = _raw_xadd_rate(client, entries, batch=100)
+            _say(
+                f"ingest appends (simulator rate x{_BUSY_RATE:g}): {ingest_rate:,.0f} venue "
+                f"messages/s; raw redis-py pipelined XADD of the same {len(entries):,} entries "
+                f"(batches of 100): {raw_rate:,.0f}/s"
+            )
+            sizes = [len(p) for _s, p in entries]
+            _say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
+            events_rate, levels_rate = _fold_rate(entries)
+            _say(
+                f"decode + fold alone (one core): {events_rate:,.0f} events/s, "
+                f"{levels_rate:,.0f} level updates/s"
+            )
+            for symbol in _SYMBOLS:
+                client.delete(keys.lease_key("analytics", symbol), keys.report_key(symbol))
+                client.xgroup_destroy(keys.stream_key(symbol), "analytics")
+            catch_up = _processor_catch_up_rate(redis_url, len(entries))
+            _say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
+        finally:
+            client.close()
+            server.stop()
+    return 0

@@ -1,0 +1,135 @@
+"""Running the roles as real processes on loopback: the demo, the benchmarks and the
+end-to-end tests all start the pipeline the same way, through ``start_pipeline``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from context8.redis_server import free_port
+
+__all__ = ["Child", "Fleet", "Pipeline", "start_pipeline"]
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class Fleet:
+    """Child processes of ``context8`` roles, logging to files, stopped newest first."""
+
+    log_dir: Path
+    children: list[Child] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "context8", *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                # Ctrl-C reaches the parent only; it stops the children in order.
+                start_new_session=True,
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if child.process.poll() is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with {child.process.returncode}; "
+                    f"last lines of {child.log_path}:\n{child.tail()}"
+                )
+
+    def wait_http(self, url: str, deadline: float) -> None:
+        """Until ``url`` answers 200 (a child dying or the deadline passing raise)."""
+        while True:
+            self.check_alive()
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer in time")
+            time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.terminate()
+                try:
+                    child.process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait(timeout_s)
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    simulator_url: str
+    mcp_url: str | None
+    """The MCP endpoint (``.../mcp``), when an MCP server was started."""
+
+
+def start_pipeline(
+    fleet: Fleet,
+    *,
+    redis_url: str,
+    symbols: tuple[str, ...],
+    node_id: str,
+    simulator_args: tuple[str, ...] = (),
+    mcp_port: int | None = None,
+    ready_timeout_s: float = 90.0,
+) -> Pipeline:
+    """Simulator, ingest, processor (and the MCP server over HTTP when ``mcp_port`` is
+    given), each its own process, wired through ``redis_url``."""
+    deadline = time.monotonic() + ready_timeout_s
+    sim_port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "SYMBOLS": ",".join(symbols),
+        "NT_BINANCE_HTTP_URL": f"http://127.0.0.1:{sim_port}",
+        "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{sim_port}",
+    }
+    fleet.spawn("simulator", ["simulate", "--port", str(sim_port), *simulator_args], env)
+    fleet.wait_http(f"http://127.0.0.1:{sim_port}/api/v3/ping", deadline)
+    for role, command in (("ingest", "ingest"), ("processor", "process")):
+        role_env = {**env, "NT_NODE_ID": f"{node_id}-{role}", "NT_METRICS_PORT": str(free_port())}
+        fleet.spawn(role, [command], role_env)
+    mcp_url = None
+    if mcp_port is not None:
+        fleet.spawn("mcp", ["mcp", "--transport", "http", "--port", str(mcp_port)], env)
+        fleet.wait_http(f"http://127.0.0.1:{mcp_port}/health", deadline)
+        mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
+    return Pipeline(simulator_url=f"http://127.0.0.1:{sim_port}", mcp_url=mcp_url)
