@@ -1,0 +1,96 @@
+"""The whole pipeline as processes: simulator -> NautilusTrader ingest -> Redis Streams ->
+processor -> report -> MCP, called through the SDK's own client over streamable HTTP and
+stdio. Every process is started here, on loopback, and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+import redis
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+from context8 import keys
+from context8.procs import Fleet, Pipeline, start_pipeline
+from context8.redis_server import free_port
+from tests.reports import validate_report
+
+SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE")
+
+
+@pytest.fixture
+def pipeline(redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    with Fleet(tmp_path / "logs") as fleet:
+        running = start_pipeline(
+            fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="e2e", mcp_port=free_port()
+        )
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 90
+        while True:
+            fleet.check_alive()
+            reports = client.mget([keys.report_key(s) for s in SYMBOLS])
+            decoded = [msgspec.json.decode(r) for r in reports if r is not None]
+            if len(decoded) == len(SYMBOLS) and all(
+                r["ingestion"]["status"] == "ok" and r["mid_price"] for r in decoded
+            ):
+                break
+            assert time.monotonic() < deadline, f"no fresh reports: {decoded}"
+            time.sleep(0.2)
+        client.close()
+        yield running
+        fleet.check_alive()  # nothing died while the test ran
+
+
+def _check_answers(listed: Any, report: Any) -> None:
+    assert not listed.is_error and not report.is_error
+    symbols = {s["symbol"]: s for s in listed.structured_content["symbols"]}
+    assert set(symbols) == set(SYMBOLS)
+    assert all(s["status"] == "ok" for s in symbols.values())
+    body = validate_report(report.structured_content)
+    assert body["symbol"] == "BTCUSDT.BINANCE"
+    assert body["data_age_ms"] <= 1000
+    assert body["ingestion"]["status"] == "ok"
+    assert body["best_bid"]["price"] < body["best_ask"]["price"]
+    assert body["best_bid"]["price"] <= body["micro_price"] <= body["best_ask"]["price"]
+    assert len(body["depth"]["bids"]) == len(body["depth"]["asks"]) == 20
+    assert body["last_price"] is not None and body["high_24h"] is not None
+    assert body["flow"]["events_per_sec"] > 0
+    assert "BTCUSDT.BINANCE" in report.content[0].text
+
+
+def test_mcp_over_streamable_http(pipeline: Pipeline) -> None:
+    async def session() -> tuple[Any, Any]:
+        with anyio.fail_after(20):
+            async with Client(pipeline.mcp_url) as client:
+                return (
+                    await client.call_tool("list_symbols", {}),
+                    await client.call_tool("get_report", {"symbol": "BTCUSDT"}),
+                )
+
+    _check_answers(*anyio.run(session))
+
+
+def test_mcp_over_stdio(pipeline: Pipeline, redis_url: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "context8", "mcp", "--transport", "stdio"],
+        env={"REDIS_URL": redis_url, "PATH": os.environ.get("PATH", "")},
+    )
+
+    async def session() -> tuple[Any, Any]:
+        with anyio.fail_after(30):
+            async with Client(params) as client:
+                return (
+                    await client.call_tool("list_symbols", {}),
+                    await client.call_tool("get_report", {"symbol": "btcusdt"}),
+                )
+
+    _check_answers(*anyio.run(session))
