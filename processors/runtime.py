@@ -1,8 +1,9 @@
 """The processor node: for each owned symbol, read ``md:{SYM}`` through the kind's consumer
 group, fold, and publish the report, all under a fenced lease.
 
-Per symbol and tenure: acquire the lease -> rebuild the state from the retained stream ->
-take over the group's pending entries -> read new entries, fold, publish. Publishing follows
+Per symbol and tenure: acquire the lease -> load the checkpoint -> re-fold the stream after
+it -> take over the group's pending entries -> read new entries, fold, publish (with a
+checkpoint at least every second) -> on hand-off, a final report and checkpoint, then release. Publishing follows
 the events: a folded batch is published at once unless the last publish is younger than
 ``min_publish_ms`` (then when it is that old), and at least every ``report_period_ms``.
 A refused (fenced) write drops the symbol at once; the loop then tries to win it back.
@@ -25,7 +26,8 @@ from context8.config import Settings
 from context8.events import ENTRY_FIELD, DecodeError, decode_event
 from context8.logs import log_event
 from coordination.lease import LeaseScripts, StaleTenureError, Tenure, acquire, release, renew
-from processors.fold import AnalyticsState, fold, new_state
+from processors.checkpoint import decode_checkpoint, encode_checkpoint
+from processors.fold import AnalyticsParams, AnalyticsState, fold, new_state
 from processors.project import build_report
 from projections.report import Writer
 from projections.writer import ProjectionScripts, queue_report, raise_refusals
@@ -36,6 +38,7 @@ KIND = "analytics"
 _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
 _RETRY_S = 0.5
+_CHECKPOINT_EVERY_S = 1.0
 
 log = logging.getLogger("context8.processor")
 
@@ -56,6 +59,7 @@ class _Tenancy:
     acks: list[bytes] = field(default_factory=list)
     dead: list[dict[str, bytes | str]] = field(default_factory=list)
     last_publish: float = 0.0
+    last_checkpoint: float = 0.0
     dirty: bool = True
     lost: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -113,13 +117,21 @@ async def _own_symbol(node: _Node, symbol: str, stop: asyncio.Event) -> None:
 
 
 async def _serve_tenure(node: _Node, tenure: Tenure) -> None:
-    tenancy = _Tenancy(tenure, new_state())
+    params = AnalyticsParams()
+    stored = await node.client.get(keys.checkpoint_key(KIND, tenure.symbol))
+    state = decode_checkpoint(stored, params) if stored else None
+    tenancy = _Tenancy(tenure, state or new_state(params))
     stream = keys.stream_key(tenure.symbol)
     renewer = asyncio.create_task(_keep_lease(node, tenancy))
     try:
         await _catch_up(node, tenancy, stream)
         await _publish(node, tenancy)
         await _follow(node, tenancy, stream)
+    except asyncio.CancelledError:
+        # Handing off: the last report and checkpoint go out before the lease is released.
+        with contextlib.suppress(RedisError, StaleTenureError):
+            await asyncio.shield(_publish(node, tenancy, final=True))
+        raise
     finally:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -153,8 +165,9 @@ async def _keep_lease(node: _Node, tenancy: _Tenancy) -> None:
 
 
 async def _catch_up(node: _Node, tenancy: _Tenancy, stream: str) -> None:
-    """Re-fold the retained stream, then claim what the group delivered to earlier owners."""
-    start = "-"
+    """Re-fold the stream after the checkpoint (all of it without one), then claim what the
+    group delivered to earlier owners."""
+    start = "-" if tenancy.state.last_id == "0-0" else "(" + tenancy.state.last_id
     while True:
         entries = await node.client.xrange(stream, min=start, count=_READ_COUNT)
         if not entries:
@@ -225,7 +238,7 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def _publish(node: _Node, tenancy: _Tenancy) -> None:
+async def _publish(node: _Node, tenancy: _Tenancy, *, final: bool = False) -> None:
     tenure = tenancy.tenure
     symbol = tenure.symbol
     now_ms = time.time_ns() // 1_000_000
@@ -236,6 +249,7 @@ async def _publish(node: _Node, tenancy: _Tenancy) -> None:
         now_ms=now_ms,
     )
     stream = keys.stream_key(symbol)
+    checkpoint_due = final or time.monotonic() - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S
     async with node.client.pipeline(transaction=False) as pipe:
         await queue_report(
             pipe,
@@ -244,6 +258,7 @@ async def _publish(node: _Node, tenancy: _Tenancy) -> None:
             report_json=msgspec.json.encode(report),
             ttl_ms=node.settings.cache_ttl_sec * 1000,
             updated_at_ms=now_ms,
+            checkpoint=encode_checkpoint(tenancy.state) if checkpoint_due else None,
         )
         if tenancy.acks:
             pipe.xack(stream, KIND, *tenancy.acks)
@@ -257,6 +272,8 @@ async def _publish(node: _Node, tenancy: _Tenancy) -> None:
     tenancy.acks.clear()
     tenancy.dead.clear()
     tenancy.last_publish = time.monotonic()
+    if checkpoint_due:
+        tenancy.last_checkpoint = tenancy.last_publish
     tenancy.dirty = False
     metrics.REPORTS_PUBLISHED.labels(symbol).inc()
     metrics.DATA_AGE_MS.labels(symbol).set(report.data_age_ms)

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["Window"]
+import msgspec
+
+__all__ = ["Window", "WindowState"]
+
+
+class WindowState(msgspec.Struct, array_like=True, frozen=True):
+    """A window's content, for checkpoints."""
+
+    first_ts: int | None
+    buckets: list[list[int]]
 
 
 class Window:
@@ -61,3 +70,11 @@ class Window:
         if self.first_ts is None:
             return 0
         return min(self.span_ns, now_ts - self.first_ts)
+
+    def to_state(self) -> WindowState:
+        return WindowState(self.first_ts, [list(b) for b in self._buckets])
+
+    def load_state(self, state: WindowState) -> None:
+        self.first_ts = state.first_ts
+        self._buckets = deque(list(b) for b in state.buckets)
+        self.totals = [sum(b[i + 1] for b in self._buckets) for i in range(self.width)]

@@ -33,11 +33,17 @@ async def queue_report(
     report_json: bytes,
     ttl_ms: int,
     updated_at_ms: int,
+    checkpoint: bytes | None = None,
 ) -> None:
+    """Queue the report (and the fold's checkpoint, when given: same fenced step, no expiry)
+    and the index update."""
+    written = [keys.report_key(tenure.symbol)]
+    values: list[int | bytes] = [ttl_ms, report_json]
+    if checkpoint is not None:
+        written.append(keys.checkpoint_key(tenure.role, tenure.symbol))
+        values += [0, checkpoint]
     await scripts.fenced_set(
-        keys=[*tenure.fence_keys, keys.report_key(tenure.symbol)],
-        args=[*tenure.fence_args, ttl_ms, report_json],
-        client=pipe,
+        keys=[*tenure.fence_keys, *written], args=[*tenure.fence_args, *values], client=pipe
     )
     await scripts.index_update(
         keys=[keys.INDEX_KEY, keys.INDEX_WRITERS_KEY],

@@ -17,6 +17,8 @@ from context8.events import (
     encode_event,
 )
 from coordination.lease import LeaseScripts, acquire
+from processors.checkpoint import decode_checkpoint
+from processors.fold import AnalyticsParams
 from processors.runtime import run_processor
 from tests.reports import validate_report
 
@@ -90,6 +92,9 @@ def test_events_become_a_fresh_valid_report_and_garbage_a_dead_letter(redis_url)
         stop.set()
         await asyncio.wait_for(node, 5)
         assert await client.get(keys.lease_key("analytics", SYMBOL)) is None  # released
+        checkpoint = await client.get(keys.checkpoint_key("analytics", SYMBOL))
+        resumed = decode_checkpoint(checkpoint, AnalyticsParams())
+        assert resumed is not None and resumed.events_folded == 4  # the final one
         await client.aclose()
 
     asyncio.run(scenario())
