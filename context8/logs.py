@@ -1,5 +1,9 @@
-"""Structured logs: JSON lines (node_id, role, symbol, event, ...) for machines, a short
-readable line when stderr is a terminal."""
+"""Structured logs: JSON lines for machines, a short readable line when stderr is a terminal.
+
+Every line carries the process's context (``node_id``, ``role``; set once with
+``set_log_context``) and whatever the call passed in ``extra`` (``symbol``, ``event``, ...).
+State transitions are logged with ``log_event`` so they always have an ``event`` name.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,31 @@ import logging
 import sys
 import time
 
-__all__ = ["log_event", "setup_logging"]
+__all__ = ["log_event", "set_log_context", "setup_logging"]
 
-_CONTEXT_FIELDS = ("node_id", "role", "symbol", "event")
+# uvicorn adds a colour-coded copy of each message; the plain one is enough
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "color_message",
+}
+_HEAD = ("node_id", "role", "symbol", "event")
+_context: dict[str, object] = {}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    return {**_context, **extra}
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **_fields(record),
         }
-        line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -29,8 +44,8 @@ class _JsonFormatter(logging.Formatter):
 
 class _HumanFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = dict(getattr(record, "fields", {}))
-        head = " ".join(str(fields.pop(k)) for k in _CONTEXT_FIELDS if k in fields)
+        fields = _fields(record)
+        head = " ".join(str(fields.pop(k)) for k in _HEAD if fields.get(k) is not None)
         tail = " ".join(f"{k}={v}" for k, v in fields.items())
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         text = f"{stamp} {record.levelname[0]} {head} {record.getMessage()} {tail}".rstrip()
@@ -47,6 +62,11 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def set_log_context(**fields: object) -> None:
+    """Fields every later line of this process carries (``node_id``, ``role``)."""
+    _context.update(fields)
+
+
 def log_event(
     logger: logging.Logger,
     event: str,
@@ -55,5 +75,5 @@ def log_event(
     level: int = logging.INFO,
     **fields: object,
 ) -> None:
-    """Log one state transition with its context fields (node_id, role, symbol, ...)."""
-    logger.log(level, msg or event, extra={"fields": {"event": event, **fields}})
+    """Log one state transition under its ``event`` name, with its fields."""
+    logger.log(level, msg or event, extra={"event": event, **fields})

@@ -3,9 +3,10 @@ group, fold, and publish the report, all under a fenced lease.
 
 Per symbol and tenure: acquire the lease -> load the checkpoint -> re-fold the stream after
 it -> take over the group's pending entries -> read new entries, fold, publish (with a
-checkpoint at least every second) -> on hand-off, a final report and checkpoint, then release. Publishing follows
-the events: a folded batch is published at once unless the last publish is younger than
-``min_publish_ms`` (then when it is that old), and at least every ``report_period_ms``.
+checkpoint at least every second) -> on hand-off, a final report and checkpoint, then
+release. Publishing follows the events: a folded batch is published at once unless the
+last publish is younger than ``min_publish_ms`` (then when it is that old), and at least
+every ``report_period_ms``.
 A refused (fenced) write drops the symbol at once; the loop then tries to win it back.
 """
 
@@ -22,9 +23,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from context8 import keys, metrics
-from context8.config import Settings
+from context8.config import ConfigError, Settings
 from context8.events import ENTRY_FIELD, DecodeError, decode_event
-from context8.logs import log_event
+from context8.logs import log_event, set_log_context
 from coordination.lease import LeaseScripts, StaleTenureError, Tenure, acquire, release, renew
 from processors.checkpoint import decode_checkpoint, encode_checkpoint
 from processors.fold import AnalyticsParams, AnalyticsState, fold, new_state
@@ -67,7 +68,8 @@ class _Tenancy:
 async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     """Own every configured symbol this node can win, until ``stop`` is set."""
     if settings.redis_url is None:
-        raise ValueError("the processor needs REDIS_URL")
+        raise ConfigError("REDIS_URL: the processor needs the Redis holding md:{SYM}")
+    set_log_context(node_id=settings.node_id, role=KIND)
     client = Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
     )
@@ -84,7 +86,7 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _own_symbol(node: _Node, symbol: str, stop: asyncio.Event) -> None:
     ttl = node.settings.lease_ttl_ms
-    fields = {"node_id": node.settings.node_id, "role": KIND, "symbol": symbol}
+    fields = {"symbol": symbol}
     while not stop.is_set():
         try:
             tenure = await acquire(node.leases, KIND, symbol, node.settings.node_id, ttl)
@@ -239,6 +241,10 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
 
 
 async def _publish(node: _Node, tenancy: _Tenancy, *, final: bool = False) -> None:
+    tenancy.last_publish = time.monotonic()
+    if not tenancy.state.events_folded:
+        tenancy.dirty = False
+        return  # nothing to say yet: the symbol stays unlisted rather than "down" since 1970
     tenure = tenancy.tenure
     symbol = tenure.symbol
     now_ms = time.time_ns() // 1_000_000
@@ -268,10 +274,9 @@ async def _publish(node: _Node, tenancy: _Tenancy, *, final: bool = False) -> No
     raise_refusals(results)
     if tenancy.dead:
         metrics.DEAD_LETTERS.labels(KIND).inc(len(tenancy.dead))
-        log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol, role=KIND)
+        log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol)
     tenancy.acks.clear()
     tenancy.dead.clear()
-    tenancy.last_publish = time.monotonic()
     if checkpoint_due:
         tenancy.last_checkpoint = tenancy.last_publish
     tenancy.dirty = False

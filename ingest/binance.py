@@ -1,0 +1,308 @@
+"""NautilusTrader's Binance Spot data client, with the book integrity checks it lacks.
+
+NT 1.221's client buffers depth diffs while the REST snapshot is in flight and drops those with
+``u <= lastUpdateId``, but never checks ``U``/``u`` continuity afterwards, and only ``u`` reaches
+the deltas (as ``sequence``): a lost diff is accepted silently. ``GapAwareBinanceSpotDataClient``
+overrides three of the client's own methods:
+
+- ``_handle_book_diff_update`` (the ``@depth@`` websocket handler): checks each diff against the
+  last applied ``u`` of its instrument (apply iff ``U <= last + 1 <= u``; ``u <= last`` is old
+  news and dropped); on a gap it publishes ``IngestStatus("gap")``, starts buffering and
+  rebuilds the book. Before each diff's deltas it publishes ``DepthUpdateIds`` (the venue's ``U``).
+- ``_order_book_snapshot_then_deltas`` (the snapshot rebuild NT runs on subscribe and on
+  reconnect): Binance's documented procedure: buffer, fetch the REST snapshot (retried with
+  backoff), refetch while the snapshot is older than the buffered stream, drop diffs it covers,
+  publish it (CLEAR + ADDs, as NT does), then ``IngestStatus("resync")`` when it replaces a
+  broken book, then the buffered diffs, each checked. One rebuild per instrument at a time.
+- ``_reconnect`` (NT's websocket reconnect hook): ``IngestStatus("disconnected")`` and a rebuild.
+
+The websocket handler runs on a thread of NT's Rust websocket client, not the event loop; the
+sequence state is shared with the rebuild (on the loop), so both hold ``_seq_lock`` while they
+read and publish, which also keeps the data engine's queue in venue order.
+
+Anyone on the message bus may ask for a rebuild: ``msgbus.send(RESYNC_ENDPOINT, instrument_id)``
+(the ingest writer does after dropping events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, NamedTuple
+
+from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
+from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
+from nautilus_trader.adapters.binance.factories import (
+    BinanceLiveDataClientFactory,
+    get_cached_binance_http_client,
+    get_cached_binance_spot_instrument_provider,
+)
+from nautilus_trader.adapters.binance.spot.data import BinanceSpotDataClient
+from nautilus_trader.cache.cache import Cache
+from nautilus_trader.common.component import LiveClock, MessageBus
+from nautilus_trader.model.data import CustomData, DataType, OrderBookDeltas
+from nautilus_trader.model.identifiers import InstrumentId
+
+from context8.events import StatusKind
+from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type
+
+__all__ = [
+    "RESYNC_ENDPOINT",
+    "GapAwareBinanceDataClientFactory",
+    "GapAwareBinanceSpotDataClient",
+]
+
+RESYNC_ENDPOINT = "context8.ingest.resync"
+"""Message-bus endpoint: send an ``InstrumentId`` to have its book rebuilt from a snapshot."""
+
+MAX_BUFFERED_DIFFS = 10_000
+"""Diffs kept per instrument while a snapshot is awaited; beyond it the oldest go (the rebuild
+then sees the hole and fetches a newer snapshot)."""
+
+_BACKOFF_START_S = 0.2
+_BACKOFF_MAX_S = 5.0
+
+
+class _Diff(NamedTuple):
+    """One depthUpdate message, parsed once, held until it is published."""
+
+    first: int  # U
+    last: int  # u
+    ids: DepthUpdateIds
+    deltas: OrderBookDeltas | None  # None when the message changed no level
+
+
+class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
+    """``BinanceSpotDataClient`` that checks depth continuity and rebuilds on a gap."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seq_lock = threading.Lock()
+        # u of the last diff (or lastUpdateId of the snapshot) published, per synced instrument.
+        # An instrument is synced (here), buffering (in _book_buffer), or neither (not yet
+        # subscribed, or between its websocket subscription and its first snapshot request).
+        self._last_update_id: dict[InstrumentId, int] = {}
+        self._rebuilding: set[InstrumentId] = set()
+        self._rebuild_again: dict[InstrumentId, str] = {}
+        self._data_types: dict[InstrumentId, tuple[DataType, DataType]] = {}
+        self.gaps_detected = 0
+        self.stale_diffs_dropped = 0
+        self._msgbus.register(endpoint=RESYNC_ENDPOINT, handler=self._on_resync_request)
+
+    # -- websocket handler (a Rust thread) ---------------------------------------------------
+
+    def _handle_book_diff_update(self, raw: bytes) -> None:
+        data = self._decoder_order_book_msg.decode(raw).data
+        instrument_id = self._get_cached_instrument_id(data.s)
+        ts_init = self._clock.timestamp_ns()
+        has_levels = bool(data.b or data.a)
+        deltas = data.parse_to_order_book_deltas(instrument_id, ts_init) if has_levels else None
+        ts_event = (data.T if data.T is not None else data.E) * 1_000_000  # exact, unlike NT's
+        ids = DepthUpdateIds(instrument_id, data.U, data.u, has_levels, ts_event, ts_init)
+        diff = _Diff(data.U, data.u, ids, deltas)
+        with self._seq_lock:
+            buffer = self._book_buffer.get(instrument_id)
+            if buffer is not None:
+                buffer.append(diff)
+                if len(buffer) > MAX_BUFFERED_DIFFS:
+                    del buffer[0]
+                return
+            last = self._last_update_id.get(instrument_id)
+            if last is None:
+                return  # not synced: the snapshot requested after this diff will cover it
+            if diff.last <= last:
+                self.stale_diffs_dropped += 1
+                return
+            if diff.first > last + 1:
+                self._gap_locked(instrument_id, last, [diff])
+                self._loop.call_soon_threadsafe(self._start_rebuild, instrument_id, "gap")
+                return
+            self._last_update_id[instrument_id] = diff.last
+            self._publish_diff(diff)
+
+    # -- rebuild (the event loop) ----------------------------------------------------------
+
+    async def _order_book_snapshot_then_deltas(
+        self, instrument_id: InstrumentId, reason: str | None = None
+    ) -> None:
+        """Rebuild the book of ``instrument_id`` from a REST snapshot; ``reason`` (gap,
+        reconnect, requested) is None for the first one after subscribing (no resync status)."""
+        if instrument_id in self._rebuilding:
+            # One rebuild at a time; the running one goes round once more when it is done.
+            self._rebuild_again.setdefault(instrument_id, reason or "subscribe")
+            return
+        self._rebuilding.add(instrument_id)
+        try:
+            while True:
+                await self._rebuild(instrument_id, reason)
+                reason = self._rebuild_again.pop(instrument_id, None)
+                if reason is None:
+                    return
+        finally:
+            self._rebuilding.discard(instrument_id)
+
+    async def _rebuild(self, instrument_id: InstrumentId, reason: str | None) -> None:
+        with self._seq_lock:
+            self._book_buffer.setdefault(instrument_id, [])
+            self._last_update_id.pop(instrument_id, None)
+        depth = self._book_depths[instrument_id]
+        delay = _BACKOFF_START_S
+        while True:
+            try:
+                snapshot = await self._http_market.request_order_book_snapshot(
+                    instrument_id=instrument_id,
+                    limit=depth,
+                    ts_init=self._clock.timestamp_ns(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._log.warning(f"Order book snapshot of {instrument_id} failed ({e!r}); retry")
+            else:
+                with self._seq_lock:
+                    synced, reason = self._apply_snapshot_locked(instrument_id, snapshot, reason)
+                if synced:
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    def _apply_snapshot_locked(
+        self, instrument_id: InstrumentId, snapshot: OrderBookDeltas, reason: str | None
+    ) -> tuple[bool, str | None]:
+        """Publish ``snapshot`` and the buffered diffs after it; (False, reason) when another
+        snapshot is needed (this one is older than the buffered stream, or the buffer has a
+        hole), the buffer then kept for it."""
+        buffer: list[_Diff] = self._book_buffer.get(instrument_id) or []
+        last = snapshot.sequence
+        pending = [diff for diff in buffer if diff.last > last]
+        if pending and pending[0].first > last + 1:
+            self._book_buffer[instrument_id] = pending
+            self._log.warning(
+                f"Snapshot of {instrument_id} (lastUpdateId {last}) is older than the stream "
+                f"(U {pending[0].first}); fetching another"
+            )
+            return False, reason
+        self._book_buffer.pop(instrument_id, None)
+        self._handle_data(snapshot)
+        if reason is not None:
+            self._publish_status(instrument_id, "resync", detail=reason, received=last)
+        for i, diff in enumerate(pending):
+            if diff.first > last + 1:
+                self._gap_locked(instrument_id, last, pending[i:])
+                return False, "gap"
+            self._publish_diff(diff)
+            last = diff.last
+        self._last_update_id[instrument_id] = last
+        self._log.info(f"Order book of {instrument_id} synced at update id {last}")
+        return True, None
+
+    def _gap_locked(self, instrument_id: InstrumentId, last: int, diffs: list[_Diff]) -> None:
+        self.gaps_detected += 1
+        self._last_update_id.pop(instrument_id, None)
+        self._book_buffer[instrument_id] = diffs
+        received = diffs[0].first
+        self._log.warning(f"Depth gap on {instrument_id}: expected U {last + 1}, got {received}")
+        self._publish_status(
+            instrument_id,
+            "gap",
+            detail=f"diff U={received} u={diffs[0].last} after u={last}",
+            expected=last + 1,
+            received=received,
+        )
+
+    def _start_rebuild(self, instrument_id: InstrumentId, reason: str) -> None:
+        if instrument_id not in self._book_depths:
+            self._log.warning(f"Cannot rebuild {instrument_id}: no order book subscription")
+            return
+        with self._seq_lock:
+            # From now on diffs wait for the rebuild's snapshot (a rebuild follows: this new
+            # one, or the running one, which goes round again).
+            self._last_update_id.pop(instrument_id, None)
+            self._book_buffer.setdefault(instrument_id, [])
+        self.create_task(
+            self._order_book_snapshot_then_deltas(instrument_id, reason),
+            log_msg=f"order book rebuild of {instrument_id} ({reason})",
+        )
+
+    def _on_resync_request(self, instrument_id: InstrumentId) -> None:
+        self._start_rebuild(instrument_id, "requested")
+
+    async def _reconnect(self) -> None:
+        for instrument_id in list(self._book_depths):
+            self._publish_status(instrument_id, "disconnected", detail="websocket reconnected")
+            self._start_rebuild(instrument_id, "reconnect")
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _types(self, instrument_id: InstrumentId) -> tuple[DataType, DataType]:
+        types = self._data_types.get(instrument_id)
+        if types is None:
+            types = (depth_ids_type(instrument_id), status_type(instrument_id))
+            self._data_types[instrument_id] = types
+        return types
+
+    def _publish_diff(self, diff: _Diff) -> None:
+        self._handle_data(CustomData(self._types(diff.ids.instrument_id)[0], diff.ids))
+        if diff.deltas is not None:
+            self._handle_data(diff.deltas)
+
+    def _publish_status(
+        self,
+        instrument_id: InstrumentId,
+        status: StatusKind,
+        *,
+        detail: str = "",
+        expected: int | None = None,
+        received: int | None = None,
+    ) -> None:
+        now = self._clock.timestamp_ns()
+        fact = IngestStatus(instrument_id, status, now, now, detail, expected, received)
+        self._handle_data(CustomData(self._types(instrument_id)[1], fact))
+
+
+class GapAwareBinanceDataClientFactory(BinanceLiveDataClientFactory):
+    """Builds ``GapAwareBinanceSpotDataClient`` the way NT's factory builds its Spot client
+    (same cached HTTP client and instrument provider); Spot/Margin accounts only."""
+
+    @staticmethod
+    def create(  # type: ignore[override]
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        config: BinanceDataClientConfig,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+    ) -> GapAwareBinanceSpotDataClient:
+        if not config.account_type.is_spot_or_margin:
+            raise ValueError(f"account_type must be SPOT or MARGIN, was {config.account_type}")
+        client = get_cached_binance_http_client(
+            clock=clock,
+            account_type=config.account_type,
+            api_key=config.api_key,
+            api_secret=config.api_secret,
+            key_type=config.key_type,
+            base_url=config.base_url_http,
+            is_testnet=config.testnet,
+            is_us=config.us,
+        )
+        provider = get_cached_binance_spot_instrument_provider(
+            client=client,
+            clock=clock,
+            account_type=config.account_type,
+            is_testnet=config.testnet,
+            config=config.instrument_provider,
+            venue=config.venue,
+        )
+        return GapAwareBinanceSpotDataClient(
+            loop=loop,
+            client=client,
+            msgbus=msgbus,
+            cache=cache,
+            clock=clock,
+            instrument_provider=provider,
+            account_type=config.account_type,
+            base_url_ws=config.base_url_ws
+            or get_ws_base_url(config.account_type, is_testnet=config.testnet, is_us=config.us),
+            name=name,
+            config=config,
+        )
