@@ -58,7 +58,8 @@ class BookSnapshot(_Base, tag="snap"):
     price_precision: int
     size_precision: int
     update_id: int
-    """The venue's lastUpdateId; the next delta's first_update_id is update_id + 1."""
+    """The venue's lastUpdateId: the first delta to apply has
+    first_update_id <= update_id + 1 <= last_update_id (Binance's bridging rule)."""
     bids: list[Level]
     asks: list[Level]
 

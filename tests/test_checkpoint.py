@@ -29,9 +29,9 @@ def tape(seed: int, n: int) -> list:
         if kind < 0.6:
             first = update_id + 1
             update_id += rng.randint(1, 3)
-            events.append(BookDelta(V, ts, ts, 2, 3, first, update_id,
-                                    [(10000 - rng.randint(0, 40), rng.randint(0, 900))],
-                                    [(10001 + rng.randint(0, 40), rng.randint(0, 900))]))  # fmt: skip
+            bid = (10000 - rng.randint(0, 40), rng.randint(0, 900))
+            ask = (10001 + rng.randint(0, 40), rng.randint(0, 900))
+            events.append(BookDelta(V, ts, ts, 2, 3, first, update_id, [bid], [ask]))
         elif kind < 0.9:
             side = rng.choice(("buy", "sell"))
             events.append(Trade(V, ts, ts, 2, 3, 10000, rng.randint(1, 50), side, str(ts)))
