@@ -15,6 +15,7 @@ pipeline:
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import tempfile
 import time
@@ -45,6 +46,14 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _summary(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {_pct(values, 0.5):.1f} ms, p99 {_pct(values, 0.99):.1f} ms, max {max(values):.1f} ms"
+    )
+
+
 def _wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while any(v is None for v in client.mget([keys.report_key(s) for s in _SYMBOLS])):
@@ -54,12 +63,18 @@ def _wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) ->
         time.sleep(0.1)
 
 
-def _measure_latency(client: redis.Redis, seconds: float) -> list[float]:
-    """Event-to-report latencies (ms) of every entry appended during ``seconds``."""
-    streams = {keys.stream_key(s): "$" for s in _SYMBOLS}
+def _measure_latency(client: redis.Redis, seconds: float) -> tuple[list[float], list[float]]:
+    """Event-to-report latencies (ms) of every entry appended during ``seconds``, and the
+    ingest part of each (venue time to the entry's id, which is Redis's clock at XADD)."""
+    # from the current end of each stream ("$" would mean "the end" on every poll)
+    streams = {}
+    for symbol in _SYMBOLS:
+        newest = client.xrevrange(keys.stream_key(symbol), count=1)
+        streams[keys.stream_key(symbol)] = newest[0][0].decode() if newest else "0-0"
     report_keys = [keys.report_key(s) for s in _SYMBOLS]
     waiting: dict[str, list[tuple[tuple[int, int], int]]] = {s: [] for s in _SYMBOLS}
     latencies: list[float] = []
+    appended: list[float] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline or any(waiting.values()):
         if time.monotonic() > deadline + 5:
@@ -68,7 +83,9 @@ def _measure_latency(client: redis.Redis, seconds: float) -> list[float]:
             symbol = stream.decode()[4:-1]
             for raw_id, fields in entries:
                 event = decode_event(fields[ENTRY_FIELD])
-                waiting[symbol].append((_id(raw_id), event.ts_event // 1_000_000))
+                entry_id = _id(raw_id)
+                waiting[symbol].append((entry_id, event.ts_event // 1_000_000))
+                appended.append(entry_id[0] - event.ts_event / 1e6)
                 streams[stream.decode()] = raw_id.decode()
         seen_ms = time.time_ns() / 1e6
         for symbol, raw in zip(_SYMBOLS, client.mget(report_keys), strict=True):
@@ -82,7 +99,7 @@ def _measure_latency(client: redis.Redis, seconds: float) -> list[float]:
                 done += 1
             del pending[:done]
         time.sleep(0.001)
-    return latencies
+    return latencies, appended
 
 
 def _id(raw_id: bytes) -> tuple[int, int]:
@@ -145,6 +162,7 @@ def _processor_catch_up_rate(redis_url: str, total: int) -> float:
 def run_bench(name: str, *, seconds: float) -> int:
     if name != "pipeline":
         raise ValueError(f"unknown benchmark {name!r}")
+    logging.getLogger("context8").setLevel(logging.WARNING)  # the in-process catch-up node
     with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
         server = PrivateRedis(Path(tmp) / "redis")
         redis_url = server.start()
@@ -155,13 +173,11 @@ def run_bench(name: str, *, seconds: float) -> int:
                 start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench")
                 _wait_reports(client, fleet)
                 time.sleep(2)  # let the start-up catch-up settle
-                latencies = _measure_latency(client, seconds)
+                latencies, appended = _measure_latency(client, seconds)
                 fleet.check_alive()
-            _say(
-                f"event-to-report latency at the default rate: n={len(latencies)} "
-                f"p50={_pct(latencies, 0.5):.1f} ms p99={_pct(latencies, 0.99):.1f} ms "
-                f"max={max(latencies):.1f} ms"
-            )
+            _say(f"event-to-report latency at the default rate ({len(latencies)} events):")
+            _say(f"  venue time -> report readable: {_summary(latencies)}")
+            _say(f"  of which venue time -> appended to md:{{SYM}}: {_summary(appended)}")
             client.flushall()
             with Fleet(Path(tmp) / "logs-throughput") as fleet:
                 start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",

@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """CACHE_TTL_SEC: report key time-to-live; a symbol no longer published vanishes after it."""
     stream_retention_sec: Annotated[int, Meta(ge=0, le=30 * 86_400)] = 3600
     """NT_STREAM_RETENTION_SEC: ``md:{SYM}`` keeps this much history (XTRIM MINID); 0 keeps all."""
+    snapshot_every_sec: Annotated[int, Meta(ge=0, le=86_400)] = 600
+    """NT_SNAPSHOT_EVERY_SEC: ingest logs a fresh venue snapshot this often, so every retained
+    window of ``md:{SYM}`` holds a book to start from; 0 only at start and after gaps. Must
+    be at most half the retention."""
     ingest_flush_ms: Annotated[int, Meta(ge=0, le=1000)] = 2
     """NT_INGEST_FLUSH_MS: ingest batches appends for at most this long (one round trip each)."""
     binance_http_url: str | None = None
@@ -75,6 +79,7 @@ _ENV_NAMES: Final = {
     "metrics_port": "NT_METRICS_PORT",
     "cache_ttl_sec": "CACHE_TTL_SEC",
     "stream_retention_sec": "NT_STREAM_RETENTION_SEC",
+    "snapshot_every_sec": "NT_SNAPSHOT_EVERY_SEC",
     "ingest_flush_ms": "NT_INGEST_FLUSH_MS",
     "binance_http_url": "NT_BINANCE_HTTP_URL",
     "binance_ws_url": "NT_BINANCE_WS_URL",
@@ -117,6 +122,12 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as e:
         raise ConfigError(_name_the_variable(str(e))) from None
+    retention = settings.stream_retention_sec
+    if retention and not 0 < settings.snapshot_every_sec <= retention / 2:
+        raise ConfigError(
+            f"NT_SNAPSHOT_EVERY_SEC: must be between 1 and half of NT_STREAM_RETENTION_SEC "
+            f"({retention}), or a retained window may hold no snapshot to start a book from"
+        )
     if not settings.node_id:
         settings = msgspec.structs.replace(
             settings, node_id=f"{socket.gethostname()}-{os.getpid()}"

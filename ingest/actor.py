@@ -41,6 +41,7 @@ __all__ = ["ActorStats", "IngestActor", "IngestActorConfig"]
 log = logging.getLogger("context8.ingest.actor")
 
 _LEASE_TIMER = "context8-ingest-lease"
+_SNAPSHOT_TIMER = "context8-ingest-snapshot"
 
 
 class IngestActorConfig(ActorConfig, frozen=True):
@@ -52,6 +53,8 @@ class IngestActorConfig(ActorConfig, frozen=True):
     """Ingest lease time-to-live; renewed every ttl/2."""
     stream_retention_sec: int = 3600
     """``md:{SYM}`` keeps this much (MINID trim on every append); 0 keeps everything."""
+    snapshot_every_sec: int = 600
+    """A fresh venue snapshot is logged this often (0: only at start and after gaps)."""
     flush_ms: int = 2
     """Least time between two flushes' starts (see ``ingest.writer``)."""
     max_pending: int = 50_000
@@ -101,19 +104,26 @@ class IngestActor(Actor):
             flush_ms=cfg.flush_ms,
             max_pending=cfg.max_pending,
             on_lost=self._on_lost,
-            on_resync=self._request_resync,
+            on_resync=lambda symbol: self._request_resync(symbol, "events dropped"),
         )
         self.clock.set_timer(
             _LEASE_TIMER,
             timedelta(milliseconds=cfg.lease_ttl_ms / 2),
             callback=self._on_lease_timer,
         )
+        if cfg.snapshot_every_sec:
+            self.clock.set_timer(
+                _SNAPSHOT_TIMER,
+                timedelta(seconds=cfg.snapshot_every_sec),
+                callback=self._on_snapshot_timer,
+            )
         self._lease_task = self._loop.create_task(self._acquire())
         _log(logging.INFO, "ingest_started", None, symbols=list(cfg.symbols))
 
     def on_stop(self) -> None:
-        if _LEASE_TIMER in self.clock.timer_names:
-            self.clock.cancel_timer(_LEASE_TIMER)
+        for timer in (_LEASE_TIMER, _SNAPSHOT_TIMER):
+            if timer in self.clock.timer_names:
+                self.clock.cancel_timer(timer)
         if self._writer is None or self._loop is None or self._closing is not None:
             return
         if self._lease_task is not None:
@@ -160,7 +170,7 @@ class IngestActor(Actor):
                 return
             self._writer.append(symbol, _status("started", f"ingest node {self._cfg.node_id}"))
             if symbol in self._subscribed:
-                self._request_resync(symbol)  # back after a drop: the book starts afresh
+                self._request_resync(symbol, "lease regained")  # the book starts afresh
             else:
                 self._subscribe(symbol)
 
@@ -178,9 +188,22 @@ class IngestActor(Actor):
         )
         _log(logging.INFO, "subscribed", symbol)
 
-    def _request_resync(self, symbol: str) -> None:
-        _log(logging.WARNING, "resync_requested", symbol)
-        self.msgbus.send(RESYNC_ENDPOINT, self._instrument_ids[symbol])
+    def _request_resync(self, symbol: str, reason: str, level: int = logging.WARNING) -> None:
+        _log(level, "resync_requested", symbol, reason=reason)
+        self.msgbus.send(RESYNC_ENDPOINT, (self._instrument_ids[symbol], reason))
+
+    def _on_snapshot_timer(self, _event: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._refresh_snapshots)
+
+    def _refresh_snapshots(self) -> None:
+        # A fresh venue snapshot in the log now and then keeps every retained window of
+        # md:{SYM} self-contained: a new consumer group or a replay of the last hour finds a
+        # book to start from, however long ago the first snapshot was trimmed away.
+        if self._writer is None or self._closing is not None:
+            return
+        for symbol in sorted(self._writer.owned):
+            self._request_resync(symbol, "periodic snapshot", logging.INFO)
 
     def _on_lost(self, symbol: str) -> None:
         self._depth_ids.pop(self._instrument_ids[symbol], None)

@@ -20,7 +20,8 @@ The websocket handler runs on a thread of NT's Rust websocket client, not the ev
 sequence state is shared with the rebuild (on the loop), so both hold ``_seq_lock`` while they
 read and publish, which also keeps the data engine's queue in venue order.
 
-Anyone on the message bus may ask for a rebuild: ``msgbus.send(RESYNC_ENDPOINT, instrument_id)``
+Anyone on the message bus may ask for a rebuild:
+``msgbus.send(RESYNC_ENDPOINT, (instrument_id, reason))``
 (the ingest writer does after dropping events).
 """
 
@@ -224,8 +225,9 @@ class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
             log_msg=f"order book rebuild of {instrument_id} ({reason})",
         )
 
-    def _on_resync_request(self, instrument_id: InstrumentId) -> None:
-        self._start_rebuild(instrument_id, "requested")
+    def _on_resync_request(self, request: tuple[InstrumentId, str]) -> None:
+        instrument_id, reason = request
+        self._start_rebuild(instrument_id, reason)
 
     async def _reconnect(self) -> None:
         for instrument_id in list(self._book_depths):

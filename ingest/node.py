@@ -139,6 +139,7 @@ def _build(
             node_id=settings.node_id,
             lease_ttl_ms=settings.lease_ttl_ms,
             stream_retention_sec=settings.stream_retention_sec,
+            snapshot_every_sec=settings.snapshot_every_sec,
             flush_ms=settings.ingest_flush_ms,
         )
     )

@@ -403,7 +403,8 @@ def test_client_retries_the_snapshot_and_rebuilds_on_reconnect_request_and_inner
         await venue.snapshots.put(_rest_snapshot(20))  # bridged by 20..21, then the hole
         await venue.snapshots.put(_rest_snapshot(26))
         await venue.settled()
-        venue.msgbus.send(RESYNC_ENDPOINT, BTC_ID)  # the writer lost events: start afresh
+        # the writer lost events: start afresh
+        venue.msgbus.send(RESYNC_ENDPOINT, (BTC_ID, "requested"))
         venue.send(_diff(27, 28))  # buffered, then bridges
         await venue.snapshots.put(_rest_snapshot(27))
         assert await venue.settled() == [
@@ -667,7 +668,8 @@ def _book_check(events: list) -> Counter:
                 resync_due = True
                 seen["disconnected"] += 1
             case Status(status="resync"):
-                assert resync_due and isinstance(previous, BookSnapshot)
+                # (rebuilds may overlap: a periodic one can answer a gap, and vice versa)
+                assert isinstance(previous, BookSnapshot)
                 assert event.received_update_id == last
                 resync_due = False
                 seen["resync"] += 1
@@ -710,6 +712,7 @@ def test_node_against_the_simulator_records_resyncs_and_stops_cleanly(redis_url,
             "SYMBOLS": "BTCUSDT,ETHUSDT",
             "REDIS_URL": redis_url,
             "NT_NODE_ID": "ingest-test",
+            "NT_SNAPSHOT_EVERY_SEC": "1",
             "NT_BINANCE_HTTP_URL": base,
             "NT_BINANCE_WS_URL": "ws" + base.removeprefix("http"),
         }
@@ -760,6 +763,14 @@ def test_node_against_the_simulator_records_resyncs_and_stops_cleanly(redis_url,
                     {scale(p, precision): scale(q, precision) for p, q in venue["bids"]},
                     {scale(p, precision): scale(q, precision) for p, q in venue["asks"]},
                 )
+
+            def periodic_snapshots() -> bool:
+                return all(
+                    any(getattr(e, "detail", "") == "periodic snapshot" for e in _stream(client, s))
+                    for s in (BTC, ETH)
+                )
+
+            _wait_for("a periodic snapshot of each book", periodic_snapshots, 10, node)
             node.send_signal(signal.SIGTERM)
             assert node.wait(15) == 0
 
@@ -769,9 +780,11 @@ def test_node_against_the_simulator_records_resyncs_and_stops_cleanly(redis_url,
         assert isinstance(events[1], BookSnapshot)
         assert isinstance(events[-1], Status) and events[-1].status == "stopped"
         seen = _book_check(events)
-        assert seen["delta"] >= 30 and seen["disconnected"] == 1
+        assert seen["delta"] >= 25 and seen["disconnected"] == 1
         assert seen["gap"] >= (1 if symbol == BTC else 0)  # more if diffs were lost reconnecting
         assert client.get(keys.lease_key("ingest", symbol)) is None  # released on stop
+        periodic = [e for e in events if getattr(e, "detail", "") == "periodic snapshot"]
+        assert periodic and all(e.status == "resync" for e in periodic)
     # ours are JSON lines; NautilusTrader writes its errors to stderr too, in its own format
     log_lines = [
         json.loads(line)
