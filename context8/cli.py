@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -47,8 +48,9 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[object, object
 def _cmd_demo(args: argparse.Namespace) -> int:
     from context8.demo import run_demo
 
-    return run_demo(_settings(args), data_dir=args.data_dir, mcp_port=args.mcp_port,
-                    capture=args.capture, seed=args.seed)  # fmt: skip
+    symbols_given = bool(args.symbols or os.environ.get("SYMBOLS", "").strip())
+    return run_demo(_settings(args), symbols_given=symbols_given, data_dir=args.data_dir,
+                    mcp_port=args.mcp_port, capture=args.capture, seed=args.seed)  # fmt: skip
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -63,6 +65,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         speed=args.speed,
         rate=args.rate,
         drop_diff_every=args.drop_diff_every,
+        loop=args.loop,
     )
 
     async def main(stop: asyncio.Event) -> None:
@@ -141,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--capture", help="replay this capture instead of the order-flow model")
     sim.add_argument("--speed", type=float, default=1.0, help="capture speed; 0 = fastest")
+    sim.add_argument("--loop", action="store_true", help="replay the capture over and over")
     sim.add_argument("--rate", type=float, default=1.0, help="order-flow intensity multiplier")
     sim.add_argument("--drop-diff-every", type=int, default=0, help="fault injection: gaps")
     sim.set_defaults(func=_cmd_simulate)

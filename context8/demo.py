@@ -18,9 +18,10 @@ import msgspec
 import redis
 
 from context8 import keys
-from context8.config import Settings
+from context8.config import ConfigError, Settings, parse_symbols
 from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
+from ingest.capture import MetaLine, read_capture
 
 __all__ = ["run_demo"]
 
@@ -48,7 +49,7 @@ def _status_lines(client: redis.Redis, symbols: tuple[str, ...]) -> list[str]:
         age = now_ms - report["stream"]["last_event_ts_ms"]
         mid = report["mid_price"]
         lines.append(
-            f"  {symbol:<18} mid {mid if mid is not None else '-':>14} "
+            f"  {symbol:<18} mid {'-' if mid is None else f'{mid:.10g}':>14} "
             f"spread {report['spread_bps'] if report['spread_bps'] is not None else '-'} bps  "
             f"health {report['health']['score']:5.1f}  age {age} ms  "
             f"status {report['ingestion']['status']}"
@@ -60,8 +61,22 @@ def _client_config(mcp_url: str) -> str:
     return json.dumps({"mcpServers": {"context8": {"type": "http", "url": mcp_url}}}, indent=2)
 
 
+def capture_symbols(path: str) -> tuple[str, ...]:
+    """The symbols a capture's meta line says it recorded."""
+    first = next(read_capture(path), None)
+    if not isinstance(first, MetaLine) or not first.symbols:
+        raise ConfigError(f"--capture: {path} has no meta line naming its symbols; set SYMBOLS")
+    return parse_symbols(",".join(first.symbols))
+
+
 def run_demo(
-    settings: Settings, *, data_dir: str, mcp_port: int, capture: str | None, seed: int
+    settings: Settings,
+    *,
+    symbols_given: bool,
+    data_dir: str,
+    mcp_port: int,
+    capture: str | None,
+    seed: int,
 ) -> int:
     root = Path(data_dir).resolve()
 
@@ -78,13 +93,17 @@ def run_demo(
         if redis_url is None:
             private = PrivateRedis(root / "redis")
             redis_url = private.start()
+        symbols = settings.symbols
         simulator_args = ["--seed", str(seed)]
         if capture:
-            simulator_args += ["--capture", str(Path(capture).resolve())]
+            # looped, so the demo stays live after the recording's last message
+            simulator_args += ["--capture", str(Path(capture).resolve()), "--loop"]
+            if not symbols_given:
+                symbols = capture_symbols(capture)
         pipeline = start_pipeline(
             fleet,
             redis_url=redis_url,
-            symbols=settings.symbols,
+            symbols=symbols,
             node_id=settings.node_id,
             simulator_args=tuple(simulator_args),
             mcp_port=mcp_port,
@@ -96,7 +115,7 @@ def run_demo(
         _say(f"  redis      {redis_url}{redis_note}")
         _say(f"  simulator  {pipeline.simulator_url}  ({market})")
         _say(f"  mcp        {pipeline.mcp_url}  (plain JSON: GET {plain_http})")
-        _say(f"  symbols    {', '.join(settings.symbols)}")
+        _say(f"  symbols    {', '.join(symbols)}")
         _say(f"  logs       {fleet.log_dir}")
         _say("MCP client configuration (Claude Code .mcp.json, or any streamable-HTTP client):")
         _say(_client_config(pipeline.mcp_url))
@@ -108,7 +127,7 @@ def run_demo(
             fleet.check_alive()
             if time.monotonic() >= next_status:
                 _say(f"reports at {time.strftime('%H:%M:%S')}:")
-                for line in _status_lines(client, settings.symbols):
+                for line in _status_lines(client, symbols):
                     _say(line)
                 next_status = time.monotonic() + _STATUS_EVERY_S
             time.sleep(0.2)
