@@ -207,7 +207,11 @@ def run_bench(name: str, *, seconds: float) -> int:
                 f"{levels_rate:,.0f} level updates/s"
             )
             for symbol in _SYMBOLS:
-                client.delete(keys.lease_key("analytics", symbol), keys.report_key(symbol))
+                client.delete(
+                    keys.lease_key("analytics", symbol),
+                    keys.report_key(symbol),
+                    keys.checkpoint_key("analytics", symbol),
+                )
                 client.xgroup_destroy(keys.stream_key(symbol), "analytics")
             catch_up = _processor_catch_up_rate(redis_url, len(entries))
             _say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
