@@ -39,7 +39,7 @@ def pipeline(redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
             reports = client.mget([keys.report_key(s) for s in SYMBOLS])
             decoded = [msgspec.json.decode(r) for r in reports if r is not None]
             if len(decoded) == len(SYMBOLS) and all(
-                r["ingestion"]["status"] == "ok" and r["mid_price"] for r in decoded
+                r["ingestion"]["status"] == "ok" and r["mid_price"] and r["high_24h"] for r in decoded
             ):
                 break
             assert time.monotonic() < deadline, f"no fresh reports: {decoded}"
