@@ -6,8 +6,10 @@ pipeline:
      time from its venue timestamp (``ts_event``) to the first moment a report that has
      folded it is readable in Redis (an outside poller, ~1 ms granularity; Binance venue
      times are whole milliseconds);
-  2. ingest throughput with the simulator pushed hard, next to raw redis-py pipelined XADD
-     of the very same entries into the same Redis;
+  2. ingest throughput: a capture written from the order-flow model, replayed by the
+     simulator as fast as it can send, through NautilusTrader and the ingest actor into
+     Redis (with the CPU time each process used), next to raw redis-py pipelined XADD of the
+     very same entries into the same Redis;
   3. fold throughput: a fresh processor node catching up on those streams from the start,
      and the bare decode + fold loop in this process on the same entries.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -26,8 +29,9 @@ import redis
 
 from context8 import config, keys
 from context8.events import ENTRY_FIELD, decode_event
-from context8.procs import Fleet, start_pipeline
+from context8.procs import Child, Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
+from ingest.simulator.synth import write_model_capture
 from processors.fold import fold, new_state
 from processors.runtime import run_processor
 
@@ -35,6 +39,7 @@ __all__ = ["run_bench"]
 
 _SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
 _BUSY_RATE = 40.0
+_BUSY_SECONDS = 20.0
 
 
 def _say(line: str) -> None:
@@ -111,6 +116,29 @@ def _stream_lengths(client: redis.Redis) -> int:
     return sum(client.xlen(keys.stream_key(s)) for s in _SYMBOLS)
 
 
+def _wait_settled(client: redis.Redis, fleet: Fleet) -> tuple[int, float]:
+    """Once the streams stop growing: entries appended, and the time from the first to the
+    last append (the entry ids are Redis's clock at XADD)."""
+    last = -1
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        fleet.check_alive()
+        total = _stream_lengths(client)
+        if total == last and total:
+            break
+        last = total
+    first_ms = min(_id(client.xrange(keys.stream_key(s), count=1)[0][0])[0] for s in _SYMBOLS)
+    last_ms = max(_id(client.xrevrange(keys.stream_key(s), count=1)[0][0])[0] for s in _SYMBOLS)
+    return last, (last_ms - first_ms) / 1000
+
+
+def _cpu_seconds(child: Child) -> float:
+    """User + system CPU time of a child process so far (Linux /proc)."""
+    fields = Path(f"/proc/{child.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _raw_xadd_rate(client: redis.Redis, entries: list[tuple[str, bytes]], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(entries), batch):
@@ -179,15 +207,23 @@ def run_bench(name: str, *, seconds: float) -> int:
             _say(f"  venue time -> report readable: {_summary(latencies)}")
             _say(f"  of which venue time -> appended to md:{{SYM}}: {_summary(appended)}")
             client.flushall()
+            capture = Path(tmp) / "model.jsonl"
+            offered = write_model_capture(
+                capture, tuple(sym.partition(".")[0] for sym in _SYMBOLS),
+                seconds=_BUSY_SECONDS, rate=_BUSY_RATE,
+            )  # fmt: skip
             with Fleet(Path(tmp) / "logs-throughput") as fleet:
+                replay = ("--capture", str(capture), "--speed", "0")
                 start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",
-                               simulator_args=("--rate", str(_BUSY_RATE)))  # fmt: skip
-                _wait_reports(client, fleet)
-                before, start = _stream_lengths(client), time.perf_counter()
-                time.sleep(seconds)
-                appended = _stream_lengths(client) - before
-                ingest_rate = appended / (time.perf_counter() - start)
-                fleet.check_alive()
+                               simulator_args=replay)  # fmt: skip
+                simulator, ingest = fleet.children[0], fleet.children[1]
+                while not _stream_lengths(client):  # CPU from the first append on, not start-up
+                    fleet.check_alive()
+                    time.sleep(0.005)
+                cpu_before = _cpu_seconds(simulator), _cpu_seconds(ingest)
+                appended, span_s = _wait_settled(client, fleet)
+                cpu_after = _cpu_seconds(simulator), _cpu_seconds(ingest)
+            sim_cpu, ingest_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
             entries = [
                 (symbol, fields[ENTRY_FIELD])
                 for symbol in _SYMBOLS
@@ -195,9 +231,15 @@ def run_bench(name: str, *, seconds: float) -> int:
             ]
             raw_rate = _raw_xadd_rate(client, entries, batch=100)
             _say(
-                f"ingest appends (simulator rate x{_BUSY_RATE:g}): {ingest_rate:,.0f} venue "
-                f"messages/s; raw redis-py pipelined XADD of the same {len(entries):,} entries "
-                f"(batches of 100): {raw_rate:,.0f}/s"
+                f"ingest, a model capture ({offered:,} venue messages) replayed as fast as the "
+                f"simulator sends: {appended:,} appended in {span_s:.1f} s = "
+                f"{appended / span_s:,.0f} messages/s; CPU: ingest node {ingest_cpu:.1f} s "
+                f"({appended / max(ingest_cpu, 1e-9):,.0f} messages per CPU-second), "
+                f"simulator {sim_cpu:.1f} s"
+            )
+            _say(
+                f"raw redis-py pipelined XADD of the same {len(entries):,} entries "
+                f"(batches of 100), same Redis: {raw_rate:,.0f} entries/s"
             )
             sizes = [len(p) for _s, p in entries]
             _say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
