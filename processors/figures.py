@@ -91,12 +91,13 @@ def health_components(
     anomaly_penalty: float,
     age_ms: int,
 ) -> dict[str, float]:
-    """Each component 0-100, each monotone in its input (a worse input never scores higher).
+    """Each component 0-100 (1 decimal), each monotone in its input (a worse input never
+    scores higher).
 
     depth_ratio: current top-N depth over its recent mean; net_flow_share: |buy - sell| /
     (buy + sell) of aggressive flow; anomaly_penalty: summed severity weights of anomalies.
     """
-    return {
+    components = {
         "spread": 0.0
         if spread_bps is None
         else linear_score(spread_bps, spread_good_bps, spread_bad_bps),
@@ -106,6 +107,7 @@ def health_components(
         "anomalies": max(0.0, 100.0 - anomaly_penalty),
         "freshness": linear_score(age_ms, 1000, 5000),
     }
+    return {name: round(value, 1) for name, value in components.items()}
 
 
 def health_score(components: dict[str, float]) -> float:
