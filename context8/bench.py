@@ -2,7 +2,8 @@
 Redis), printed as plain lines. Nothing here is simulated but the market itself.
 
 pipeline:
-  1. latency at the simulator's default rate: for every entry appended to ``md:{SYM}``, the
+  1. latency at the simulator's default rate, with the default publish coalescing (50 ms)
+     and without it: for every entry appended to ``md:{SYM}``, the
      time from its venue timestamp (``ts_event``) to the first moment a report that has
      folded it is readable in Redis (an outside poller, ~1 ms granularity; Binance venue
      times are whole milliseconds);
@@ -197,21 +198,32 @@ def run_bench(name: str, *, seconds: float) -> int:
         client = redis.Redis.from_url(redis_url, socket_timeout=10)
         try:
             _say(f"context8 bench pipeline: {len(_SYMBOLS)} symbols, {seconds:.0f} s per phase")
-            with Fleet(Path(tmp) / "logs-latency") as fleet:
-                start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench")
-                _wait_reports(client, fleet)
-                time.sleep(2)  # let the start-up catch-up settle
-                latencies, appended = _measure_latency(client, seconds)
-                fleet.check_alive()
-            _say(f"event-to-report latency at the default rate ({len(latencies)} events):")
-            _say(f"  venue time -> report readable: {_summary(latencies)}")
-            _say(f"  of which venue time -> appended to md:{{SYM}}: {_summary(appended)}")
+            for min_publish_ms in ("50", "0"):
+                client.flushall()
+                with Fleet(Path(tmp) / f"logs-latency-{min_publish_ms}") as fleet:
+                    start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",
+                                   extra_env={"NT_MIN_PUBLISH_MS": min_publish_ms})  # fmt: skip
+                    _wait_reports(client, fleet)
+                    time.sleep(2)  # let the start-up catch-up settle
+                    latencies, appended = _measure_latency(client, seconds)
+                    fleet.check_alive()
+                _say(
+                    f"event-to-report latency at the default rate, NT_MIN_PUBLISH_MS="
+                    f"{min_publish_ms} ({len(latencies)} events):"
+                )
+                _say(f"  venue time -> report readable: {_summary(latencies)}")
+                _say(f"  of which venue time -> appended to md:{{SYM}}: {_summary(appended)}")
             client.flushall()
             capture = Path(tmp) / "model.jsonl"
+            started = time.perf_counter()
             offered = write_model_capture(
                 capture, tuple(sym.partition(".")[0] for sym in _SYMBOLS),
                 seconds=_BUSY_SECONDS, rate=_BUSY_RATE,
             )  # fmt: skip
+            _say(
+                f"order-flow model (rate x{_BUSY_RATE:g}), generated and written as a capture: "
+                f"{offered / (time.perf_counter() - started):,.0f} messages/s"
+            )
             with Fleet(Path(tmp) / "logs-throughput") as fleet:
                 replay = ("--capture", str(capture), "--speed", "0")
                 start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",

@@ -109,6 +109,7 @@ def start_pipeline(
     node_id: str,
     simulator_args: tuple[str, ...] = (),
     mcp_port: int | None = None,
+    extra_env: dict[str, str] | None = None,
     ready_timeout_s: float = 90.0,
 ) -> Pipeline:
     """Simulator, ingest, processor (and the MCP server over HTTP when ``mcp_port`` is
@@ -121,6 +122,7 @@ def start_pipeline(
         "SYMBOLS": ",".join(symbols),
         "NT_BINANCE_HTTP_URL": f"http://127.0.0.1:{sim_port}",
         "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{sim_port}",
+        **(extra_env or {}),
     }
     fleet.spawn("simulator", ["simulate", "--port", str(sim_port), *simulator_args], env)
     fleet.wait_http(f"http://127.0.0.1:{sim_port}/api/v3/ping", deadline)
