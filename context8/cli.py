@@ -91,8 +91,8 @@ def _cmd_process(args: argparse.Namespace) -> int:
     from processors.runtime import run_processor
 
     settings = _settings(args)
-    serve_metrics(settings.metrics_port)
-    run_until_signalled(lambda stop: run_processor(settings, stop))
+    metrics_url = serve_metrics(settings.metrics_port)
+    run_until_signalled(lambda stop: run_processor(settings, stop, metrics_url=metrics_url))
     return 0
 
 

@@ -9,7 +9,9 @@ __all__ = [
     "DEAD_LETTERS",
     "EVENTS_APPENDED",
     "EVENTS_FOLDED",
+    "HRW_REBALANCES",
     "LEASE_CONFLICTS",
+    "NODE_HEARTBEAT",
     "PUBLISH_LATENCY_MS",
     "REDIS_ERRORS",
     "REPORTS_PUBLISHED",
@@ -19,6 +21,10 @@ __all__ = [
 
 _MS_BUCKETS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2500, 5000)
 
+NODE_HEARTBEAT = Gauge("nt_node_heartbeat", "Time of this node's last heartbeat (s since epoch)")
+HRW_REBALANCES = Counter(
+    "nt_hrw_rebalances_total", "Symbols this node handed off because the assignment moved them"
+)
 SYMBOLS_ASSIGNED = Gauge("nt_symbols_assigned", "Symbols this node owns", ["role"])
 LEASE_CONFLICTS = Counter(
     "nt_lease_conflicts_total", "Owner writes refused by fencing (the node dropped the symbol)",
@@ -41,7 +47,7 @@ PUBLISH_LATENCY_MS = Histogram(
 )
 
 
-def serve_metrics(port: int) -> int:
-    """Expose /metrics on loopback-or-all per deployment; returns the bound port."""
-    server, _thread = start_http_server(port)
-    return server.server_port
+def serve_metrics(port: int, host: str = "127.0.0.1") -> str:
+    """Expose /metrics (NT_METRICS_PORT; 0 picks a free port); returns its URL."""
+    server, _thread = start_http_server(port, addr=host)
+    return f"http://{host}:{server.server_port}/metrics"

@@ -1,13 +1,10 @@
-"""The processor node: for each owned symbol, read ``md:{SYM}`` through the kind's consumer
-group, fold, and publish the report, all under a fenced lease.
+"""The processor node: a member of the fleet that holds the symbols assigned to it.
 
-Per symbol and tenure: acquire the lease -> load the checkpoint -> re-fold the stream after
-it -> take over the group's pending entries -> read new entries, fold, publish (with a
-checkpoint at least every second) -> on hand-off, a final report and checkpoint, then
-release. Publishing follows the events: a folded batch is published at once unless the
-last publish is younger than ``min_publish_ms`` (then when it is that old), and at least
-every ``report_period_ms``.
-A refused (fenced) write drops the symbol at once; the loop then tries to win it back.
+Every ``_TICK_S`` it reads the live nodes of its kind and the symbols' lease holders, plans
+with rendezvous hashing (coordination/assignment.py), starts a tenure task for each symbol it
+should hold and cancels (hands off) each one that belongs elsewhere now, once held for the
+minimum hold time. It heartbeats every second (+-10%). On stop it leaves the membership first,
+so the others take over while it hands every symbol off (final report, checkpoint, release).
 """
 
 from __future__ import annotations
@@ -15,272 +12,159 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from context8 import keys, metrics
 from context8.config import ConfigError, Settings
-from context8.events import ENTRY_FIELD, DecodeError, decode_event
 from context8.logs import log_event, set_log_context
-from coordination.lease import LeaseScripts, StaleTenureError, Tenure, acquire, release, renew
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import AnalyticsParams, AnalyticsState, fold, new_state
-from processors.project import build_report
-from projections.report import Writer
-from projections.writer import ProjectionScripts, queue_report, raise_refusals
+from coordination.assignment import plan
+from coordination.lease import LeaseScripts
+from coordination.membership import (
+    MEMBERSHIP_CHANNEL,
+    NodeInfo,
+    beat,
+    leave,
+    live_nodes,
+    next_beat_s,
+)
+from processors.consumer import KIND, Consumer, hold_symbol
+from projections.writer import ProjectionScripts
 
 __all__ = ["KIND", "run_processor"]
 
-KIND = "analytics"
-_READ_COUNT = 2000
-_DEAD_LETTER_MAXLEN = 10_000
-_RETRY_S = 0.5
-_CHECKPOINT_EVERY_S = 1.0
+_TICK_S = 0.1
 
 log = logging.getLogger("context8.processor")
 
 
-@dataclass(slots=True)
-class _Node:
-    settings: Settings
-    client: Redis
-    leases: LeaseScripts
-    projections: ProjectionScripts
-    owned: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Tenancy:
-    tenure: Tenure
-    state: AnalyticsState
-    acks: list[bytes] = field(default_factory=list)
-    dead: list[dict[str, bytes | str]] = field(default_factory=list)
-    last_publish: float = 0.0
-    last_checkpoint: float = 0.0
-    dirty: bool = True
-    lost: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
-    """Own every configured symbol this node can win, until ``stop`` is set."""
+async def run_processor(settings: Settings, stop: asyncio.Event, *, metrics_url: str = "") -> None:
+    """Be a member of the processor fleet until ``stop`` is set, then leave gracefully."""
     if settings.redis_url is None:
         raise ConfigError("REDIS_URL: the processor needs the Redis holding md:{SYM}")
     set_log_context(node_id=settings.node_id, role=KIND)
     client = Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
     )
-    node = _Node(settings, client, LeaseScripts(client), ProjectionScripts(client))
-    tasks = [asyncio.create_task(_own_symbol(node, s, stop)) for s in settings.symbols]
+    node = Consumer(settings, client, LeaseScripts(client), ProjectionScripts(client))
+    info = NodeInfo(
+        node_id=settings.node_id,
+        role=KIND,
+        symbols=list(settings.symbols),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        metrics_url=metrics_url,
+        started_ms=time.time_ns() // 1_000_000,
+    )
+    tasks: dict[str, asyncio.Task[None]] = {}
+    wake = asyncio.Event()
+    listener = asyncio.create_task(_listen(client, wake))
     try:
-        await stop.wait()
+        await _coordinate(node, info, tasks, wake, stop)
     finally:
-        for task in tasks:
+        listener.cancel()
+        with contextlib.suppress(RedisError, asyncio.CancelledError):
+            await asyncio.shield(leave(client, settings.node_id))
+        for task in tasks.values():
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), listener, return_exceptions=True)
+        log_event(log, "node_left", symbols=len(tasks))
         await client.aclose()
 
 
-async def _own_symbol(node: _Node, symbol: str, stop: asyncio.Event) -> None:
-    ttl = node.settings.lease_ttl_ms
-    fields = {"symbol": symbol}
+async def _coordinate(
+    node: Consumer,
+    info: NodeInfo,
+    tasks: dict[str, asyncio.Task[None]],
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    settings = node.settings
+    next_beat = 0.0
     while not stop.is_set():
         try:
-            tenure = await acquire(node.leases, KIND, symbol, node.settings.node_id, ttl)
-        except RedisError as e:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
-            log_event(log, "redis_error", str(e), level=logging.WARNING, **fields)
-            await asyncio.sleep(_RETRY_S)
-            continue
-        if tenure is None:
-            await asyncio.sleep(ttl / 4000)
-            continue
-        log_event(log, "lease_acquired", token=tenure.token, **fields)
-        node.owned.add(symbol)
-        metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.owned))
-        try:
-            await _serve_tenure(node, tenure)
-        except StaleTenureError as e:
-            metrics.LEASE_CONFLICTS.labels(KIND).inc()
-            log_event(log, "lease_refused", str(e), level=logging.WARNING, **fields)
-        except RedisError as e:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
-            log_event(log, "redis_error", str(e), level=logging.WARNING, **fields)
-            await asyncio.sleep(_RETRY_S)
-        finally:
-            node.owned.discard(symbol)
-            metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.owned))
-            with contextlib.suppress(RedisError, asyncio.CancelledError):
-                await asyncio.shield(release(node.leases, tenure))
-            log_event(log, "lease_released", token=tenure.token, **fields)
-
-
-async def _serve_tenure(node: _Node, tenure: Tenure) -> None:
-    params = AnalyticsParams()
-    stored = await node.client.get(keys.checkpoint_key(KIND, tenure.symbol))
-    state = decode_checkpoint(stored, params) if stored else None
-    tenancy = _Tenancy(tenure, state or new_state(params))
-    stream = keys.stream_key(tenure.symbol)
-    renewer = asyncio.create_task(_keep_lease(node, tenancy))
-    try:
-        await _catch_up(node, tenancy, stream)
-        await _publish(node, tenancy)
-        await _follow(node, tenancy, stream)
-    except asyncio.CancelledError:
-        # Handing off: the last report and checkpoint go out before the lease is released.
-        with contextlib.suppress(RedisError, StaleTenureError):
-            await asyncio.shield(_publish(node, tenancy, final=True))
-        raise
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-
-
-async def _ensure_group(client: Redis, stream: str, start_id: str) -> None:
-    """Create the kind's group where this fold stands, so a first owner is not handed the
-    whole retained stream again; an existing group keeps its cursor."""
-    try:
-        await client.xgroup_create(stream, KIND, id=start_id, mkstream=True)
-    except ResponseError as e:
-        if "BUSYGROUP" not in str(e):
-            raise
-
-
-async def _keep_lease(node: _Node, tenancy: _Tenancy) -> None:
-    ttl = node.settings.lease_ttl_ms
-    expires = time.monotonic() + ttl / 1000
-    while True:
-        await asyncio.sleep(ttl / 2000)
-        try:
-            if not await renew(node.leases, tenancy.tenure, ttl):
-                break
-            expires = time.monotonic() + ttl / 1000
-        except RedisError:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
-            if time.monotonic() >= expires:
-                break
-    tenancy.lost.set()
-
-
-async def _catch_up(node: _Node, tenancy: _Tenancy, stream: str) -> None:
-    """Re-fold the stream after the checkpoint (all of it without one), then claim what the
-    group delivered to earlier owners."""
-    start = "-" if tenancy.state.last_id == "0-0" else "(" + tenancy.state.last_id
-    while True:
-        entries = await node.client.xrange(stream, min=start, count=_READ_COUNT)
-        if not entries:
-            break
-        _fold_entries(tenancy, entries, ack=False)
-        start = "(" + tenancy.state.last_id
-    await _ensure_group(node.client, stream, tenancy.state.last_id)
-    cursor = "0-0"
-    while True:
-        cursor, claimed, *_ = await node.client.xautoclaim(
-            stream, KIND, node.settings.node_id, min_idle_time=0, start_id=cursor, count=_READ_COUNT
-        )
-        _fold_entries(tenancy, [e for e in claimed if e[1] is not None], ack=True)
-        if cursor in (b"0-0", "0-0"):
-            break
-
-
-async def _follow(node: _Node, tenancy: _Tenancy, stream: str) -> None:
-    settings = node.settings
-    consumer = settings.node_id
-    while not tenancy.lost.is_set():
-        wait_ms = settings.min_publish_ms if tenancy.dirty else settings.report_period_ms
-        due = tenancy.last_publish + wait_ms / 1000
-        remaining_ms = int((due - time.monotonic()) * 1000)
-        if remaining_ms <= 0:
-            await _publish(node, tenancy)
-            continue
-        reply = await node.client.xreadgroup(
-            KIND, consumer, {stream: ">"}, count=_READ_COUNT, block=remaining_ms
-        )
-        for _stream, entries in reply or ():
-            _fold_entries(tenancy, entries, ack=True)
-    raise StaleTenureError(f"lease of {tenancy.tenure.symbol} lost (not renewed in time)")
-
-
-def _fold_entries(
-    tenancy: _Tenancy, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool
-) -> None:
-    state = tenancy.state
-    last = _id_tuple(state.last_id)
-    folded = 0
-    for raw_id, entry in entries:
-        if ack:
-            tenancy.acks.append(raw_id)
-        entry_id = raw_id.decode()
-        if _id_tuple(entry_id) <= last:
-            continue  # already folded (re-delivered after a takeover)
-        payload = entry.get(ENTRY_FIELD)
-        try:
-            if payload is None:
-                raise DecodeError(f"entry has no {ENTRY_FIELD!r} field")
-            event = decode_event(payload)
-        except DecodeError as e:
-            tenancy.dead.append(
-                {"id": entry_id, "group": KIND, "error": str(e), "payload": payload or b""}
+            now = time.monotonic()
+            now_ms = time.time_ns() // 1_000_000
+            if now >= next_beat:
+                owned = sorted(node.held_since)
+                await beat(node.client, _with_owned(info, owned), now_ms)
+                metrics.NODE_HEARTBEAT.set(now_ms / 1000)
+                next_beat = now + next_beat_s()
+            nodes = await live_nodes(node.client, KIND, now_ms)
+            holders = await _holders(node.client, settings.symbols)
+            decided = plan(
+                me=settings.node_id,
+                symbols=settings.symbols,
+                nodes=[n for n in nodes if n.node_id != settings.node_id] + [info],
+                holders=holders,
+                held_since=node.held_since,
+                now=now,
+                min_hold_s=settings.min_hold_ms / 1000,
+                sticky_pct=settings.hrw_sticky_pct,
             )
-            state.last_id = entry_id
-            continue
-        fold(state, event, entry_id)
-        folded += 1
-    if folded:
-        tenancy.dirty = True
-        metrics.EVENTS_FOLDED.labels(KIND, tenancy.tenure.symbol).inc(folded)
+            _apply(node, decided.want, decided.give_up, tasks)
+        except RedisError as e:
+            metrics.REDIS_ERRORS.labels(KIND).inc()
+            log_event(log, "redis_error", str(e), level=logging.WARNING)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(wake, stop), _TICK_S)
 
 
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def _apply(
+    node: Consumer,
+    want: frozenset[str],
+    give_up: frozenset[str],
+    tasks: dict[str, asyncio.Task[None]],
+) -> None:
+    for symbol, task in list(tasks.items()):
+        if task.done():
+            del tasks[symbol]  # lost or ended: started again below if still ours
+    for symbol in want - tasks.keys():
+        tasks[symbol] = asyncio.create_task(hold_symbol(node, symbol))
+        log_event(log, "assigned", symbol=symbol)
+    for symbol in give_up & tasks.keys():
+        if symbol in node.held_since:
+            metrics.HRW_REBALANCES.inc()
+        tasks.pop(symbol).cancel()
+        log_event(log, "unassigned", symbol=symbol)
 
 
-async def _publish(node: _Node, tenancy: _Tenancy, *, final: bool = False) -> None:
-    tenancy.last_publish = time.monotonic()
-    if not tenancy.state.events_folded:
-        tenancy.dirty = False
-        return  # nothing to say yet: the symbol stays unlisted rather than "down" since 1970
-    tenure = tenancy.tenure
-    symbol = tenure.symbol
-    now_ms = time.time_ns() // 1_000_000
-    report = build_report(
-        tenancy.state,
-        instrument_id=symbol,
-        writer=Writer(nodeId=tenure.node_id, writerToken=tenure.token),
-        now_ms=now_ms,
-    )
-    stream = keys.stream_key(symbol)
-    checkpoint_due = final or time.monotonic() - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S
-    async with node.client.pipeline(transaction=False) as pipe:
-        await queue_report(
-            pipe,
-            node.projections,
-            tenure,
-            report_json=msgspec.json.encode(report),
-            ttl_ms=node.settings.cache_ttl_sec * 1000,
-            updated_at_ms=now_ms,
-            checkpoint=encode_checkpoint(tenancy.state) if checkpoint_due else None,
-        )
-        if tenancy.acks:
-            pipe.xack(stream, KIND, *tenancy.acks)
-        for dead in tenancy.dead:
-            pipe.xadd(keys.dead_letter_key(symbol), dead, maxlen=_DEAD_LETTER_MAXLEN)
-        results = await pipe.execute(raise_on_error=False)
-    raise_refusals(results)
-    if tenancy.dead:
-        metrics.DEAD_LETTERS.labels(KIND).inc(len(tenancy.dead))
-        log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol)
-    tenancy.acks.clear()
-    tenancy.dead.clear()
-    if checkpoint_due:
-        tenancy.last_checkpoint = tenancy.last_publish
-    tenancy.dirty = False
-    metrics.REPORTS_PUBLISHED.labels(symbol).inc()
-    metrics.DATA_AGE_MS.labels(symbol).set(report.data_age_ms)
-    if report.stream.last_event_ts_ms:
-        metrics.PUBLISH_LATENCY_MS.observe(now_ms - report.stream.last_event_ts_ms)
+def _with_owned(info: NodeInfo, owned: list[str]) -> NodeInfo:
+    return msgspec.structs.replace(info, owned=owned)
+
+
+async def _holders(client: Redis, symbols: tuple[str, ...]) -> dict[str, str | None]:
+    async with client.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.get(keys.lease_key(KIND, symbol))
+        raw = await pipe.execute()
+    return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _listen(client: Redis, wake: asyncio.Event) -> None:
+    """Wake the coordinator when a node leaves, instead of at its next tick."""
+    while True:
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(MEMBERSHIP_CHANNEL)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        wake.set()
+        except RedisError:
+            await asyncio.sleep(0.5)
