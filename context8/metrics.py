@@ -35,7 +35,7 @@ DEAD_LETTERS = Counter(
 )
 REDIS_ERRORS = Counter("nt_redis_errors_total", "Redis calls that failed", ["role"])
 EVENTS_APPENDED = Counter("nt_ingest_events_total", "Events appended to md:{SYM}", ["symbol"])
-EVENTS_FOLDED = Counter("nt_events_folded_total", "Events folded into state", ["kind", "symbol"])
+EVENTS_FOLDED = Counter("nt_events_folded_total", "Events folded into state", ["kind", "stream"])
 REPORTS_PUBLISHED = Counter(
     "nt_reports_published_total", "Reports written to report:{SYM}", ["symbol"]
 )

@@ -1,15 +1,12 @@
--- Acquire (or keep) the lease of one role for one symbol.
+-- Acquire the lease of one role for one symbol: a new tenure with a new fencing token.
 -- KEYS[1] lease key (value: holder node id), KEYS[2] fencing token counter
 -- ARGV[1] node id, ARGV[2] ttl ms
--- Returns the fencing token the caller holds, or false when another node holds the lease.
--- A fresh acquisition always INCRs the token, so every tenure has a token of its own and a
--- write carrying an older tenure's token is refused even by the same node.
+-- Returns the new tenure's token, or false while another node holds the lease.
+-- The token is INCRed on every acquisition, also when the caller's own node still holds the
+-- lease (an earlier tenure of it that has not ended yet): that tenure's writes are refused
+-- from now on, so two tenures never share a token.
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(redis.call('GET', KEYS[2]))
-end
-if holder then
+if holder and holder ~= ARGV[1] then
   return false
 end
 local token = redis.call('INCR', KEYS[2])

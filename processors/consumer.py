@@ -1,9 +1,9 @@
 """One symbol's tenure on a processor node: read ``md:{SYM}`` through the kind's consumer
 group, fold, and publish the report, all under the symbol's fenced lease.
 
-Acquire the lease -> load the checkpoint -> re-fold the stream after it -> take over the
-group's pending entries -> read new entries, fold, publish (with a checkpoint at least every
-second) -> on hand-off (the task is cancelled), a final report and checkpoint, then release.
+Acquire the lease -> load the checkpoint -> re-fold the stream after it -> read new entries,
+fold, publish (with a checkpoint at least every second) -> on hand-off, a final report and
+checkpoint, then release.
 Publishing follows the events: a folded batch is published at once unless the last publish
 is younger than ``min_publish_ms`` (then when it is that old), and at least every
 ``report_period_ms``. A refused (fenced) write ends the tenure at once.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from context8 import keys, metrics
 from context8.config import Settings
@@ -39,6 +39,10 @@ _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
 _RETRY_S = 0.5
 _ACQUIRE_POLL_S = 0.02
+_ACQUIRE_POLL_SLOW_S = 0.25
+_ACQUIRE_FAST_FOR_S = 3.0
+_MAX_BLOCK_MS = 1000
+"""Reads block at most this long (well under the client's socket timeout)."""
 _CHECKPOINT_EVERY_S = 1.0
 
 log = logging.getLogger("context8.processor")
@@ -56,69 +60,93 @@ class Consumer:
     """Symbol -> monotonic time its current tenure began."""
 
 
+DeadLetter = tuple[str, dict[str, bytes | str]]
+"""(entry id, fields) of an entry that could not be folded."""
+
+
 @dataclass(slots=True)
 class _Tenancy:
     tenure: Tenure
     state: AnalyticsState
-    acks: list[bytes] = field(default_factory=list)
-    dead: list[dict[str, bytes | str]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    """(entry id, fields) of entries that could not be folded, written with the next publish."""
     last_publish: float = 0.0
     last_checkpoint: float = 0.0
     dirty: bool = True
     lost: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def hold_symbol(node: Consumer, symbol: str) -> None:
+async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> None:
     """Acquire ``symbol`` (polling while another node still holds it) and serve the tenure
-    until it is lost (then return) or the task is cancelled (then hand off cleanly)."""
+    until it is lost, or until ``handoff`` is set: then a final report and checkpoint go out
+    and the lease is released. Hand-off is cooperative (an event, not task cancellation),
+    so the final writes never race a half-cancelled Redis call."""
     ttl = node.settings.lease_ttl_ms
-    while True:
+    waiting_since = time.monotonic()
+    tenure = None
+    state: AnalyticsState | None = None
+    while not handoff.is_set():
         try:
             tenure = await acquire(node.leases, KIND, symbol, node.settings.node_id, ttl)
+            if tenure is not None:
+                break
+            # While the old owner still holds it, fold ahead (reading needs no lease; the
+            # fold is deterministic, so this state equals the old owner's): once the lease
+            # is ours only the last few entries remain before the first publish.
+            state = state or await _load_state(node, symbol)
+            await _catch_up(node, state, keys.stream_key(symbol), [])
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(KIND).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
             await asyncio.sleep(_RETRY_S)
             continue
-        if tenure is not None:
-            break
-        # Short: during a hand-off the old owner releases within milliseconds.
-        await asyncio.sleep(_ACQUIRE_POLL_S)
+        # Fast at first: during a hand-off the old owner releases within milliseconds; slower
+        # after, when the holder is a node that has not (yet) agreed to let go.
+        slow = time.monotonic() - waiting_since > _ACQUIRE_FAST_FOR_S
+        await _wait(handoff, _ACQUIRE_POLL_SLOW_S if slow else _ACQUIRE_POLL_S)
+    if tenure is None:
+        return
     log_event(log, "lease_acquired", token=tenure.token, symbol=symbol)
     node.held_since[symbol] = time.monotonic()
     metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.held_since))
     try:
-        await _serve_tenure(node, tenure)
+        await _serve_tenure(node, tenure, state or await _load_state(node, symbol), handoff)
     except StaleTenureError as e:
         metrics.LEASE_CONFLICTS.labels(KIND).inc()
         log_event(log, "lease_refused", str(e), level=logging.WARNING, symbol=symbol)
-    except RedisError as e:
-        metrics.REDIS_ERRORS.labels(KIND).inc()
-        log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
     finally:
         node.held_since.pop(symbol, None)
         metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.held_since))
-        with contextlib.suppress(RedisError, asyncio.CancelledError):
-            await asyncio.shield(release(node.leases, tenure))
+        with contextlib.suppress(RedisError):
+            await release(node.leases, tenure)
         log_event(log, "lease_released", token=tenure.token, symbol=symbol)
 
 
-async def _serve_tenure(node: Consumer, tenure: Tenure) -> None:
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
+
+
+async def _load_state(node: Consumer, symbol: str) -> AnalyticsState:
+    """The symbol's checkpoint, or a fresh state to fold the stream from its start."""
     params = AnalyticsParams()
-    stored = await node.client.get(keys.checkpoint_key(KIND, tenure.symbol))
-    state = decode_checkpoint(stored, params) if stored else None
-    tenancy = _Tenancy(tenure, state or new_state(params))
+    stored = await node.client.get(keys.checkpoint_key(KIND, symbol))
+    return (decode_checkpoint(stored, params) if stored else None) or new_state(params)
+
+
+async def _serve_tenure(
+    node: Consumer, tenure: Tenure, state: AnalyticsState, handoff: asyncio.Event
+) -> None:
+    tenancy = _Tenancy(tenure, state)
     stream = keys.stream_key(tenure.symbol)
     renewer = asyncio.create_task(_keep_lease(node, tenancy))
     try:
-        await _catch_up(node, tenancy, stream)
+        await _catch_up(node, tenancy.state, stream, tenancy.dead)
+        tenancy.dirty = True
+        await _ensure_group(node.client, stream, tenancy.state.last_id)
         await _publish(node, tenancy)
-        await _follow(node, tenancy, stream)
-    except asyncio.CancelledError:
-        # Handing off: the last report and checkpoint go out before the lease is released.
-        with contextlib.suppress(RedisError, StaleTenureError):
-            await asyncio.shield(_publish(node, tenancy, final=True))
-        raise
+        await _follow(node, tenancy, stream, handoff)
+        await _publish(node, tenancy, final=True)
     finally:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -126,8 +154,9 @@ async def _serve_tenure(node: Consumer, tenure: Tenure) -> None:
 
 
 async def _ensure_group(client: Redis, stream: str, start_id: str) -> None:
-    """Create the kind's group where this fold stands, so a first owner is not handed the
-    whole retained stream again; an existing group keeps its cursor."""
+    """The kind's consumer group records how far the kind has folded the stream (its cursor
+    is moved with every publish), so operators see each kind's lag; created where this fold
+    stands if missing."""
     try:
         await client.xgroup_create(stream, KIND, id=start_id, mkstream=True)
     except ResponseError as e:
@@ -151,78 +180,88 @@ async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
     tenancy.lost.set()
 
 
-async def _catch_up(node: Consumer, tenancy: _Tenancy, stream: str) -> None:
-    """Re-fold the stream after the checkpoint (all of it without one), then claim what the
-    group delivered to earlier owners."""
-    start = "-" if tenancy.state.last_id == "0-0" else "(" + tenancy.state.last_id
+async def _catch_up(
+    node: Consumer, state: AnalyticsState, stream: str, dead: list[DeadLetter]
+) -> None:
+    """Fold the stream after where ``state`` stands (all of it for a fresh state)."""
     while True:
+        start = "-" if state.last_id == "0-0" else "(" + state.last_id
         entries = await node.client.xrange(stream, min=start, count=_READ_COUNT)
         if not entries:
-            break
-        _fold_entries(tenancy, entries, ack=False)
-        start = "(" + tenancy.state.last_id
-    await _ensure_group(node.client, stream, tenancy.state.last_id)
-    cursor = "0-0"
-    while True:
-        cursor, claimed, *_ = await node.client.xautoclaim(
-            stream, KIND, node.settings.node_id, min_idle_time=0, start_id=cursor, count=_READ_COUNT
-        )
-        _fold_entries(tenancy, [e for e in claimed if e[1] is not None], ack=True)
-        if cursor in (b"0-0", "0-0"):
-            break
+            return
+        _fold_entries(state, stream, entries, dead)
 
 
-async def _follow(node: Consumer, tenancy: _Tenancy, stream: str) -> None:
+async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: asyncio.Event) -> None:
+    """Fold new entries as they come and publish on time, until hand-off or loss.
+
+    Entries are read by id from where the fold stands (XREAD), not handed out by the group
+    (XREADGROUP ">"): a stale owner's last read could otherwise take entries the new owner
+    would never see. Redis errors are retried for as long as the lease holds."""
     settings = node.settings
-    consumer = settings.node_id
-    while not tenancy.lost.is_set():
-        wait_ms = settings.min_publish_ms if tenancy.dirty else settings.report_period_ms
-        due = tenancy.last_publish + wait_ms / 1000
-        remaining_ms = int((due - time.monotonic()) * 1000)
-        if remaining_ms <= 0:
-            await _publish(node, tenancy)
-            continue
-        reply = await node.client.xreadgroup(
-            KIND, consumer, {stream: ">"}, count=_READ_COUNT, block=remaining_ms
-        )
-        for _stream, entries in reply or ():
-            _fold_entries(tenancy, entries, ack=True)
-    raise StaleTenureError(f"lease of {tenancy.tenure.symbol} lost (not renewed in time)")
+    stop_waiters = {
+        asyncio.create_task(handoff.wait()),
+        asyncio.create_task(tenancy.lost.wait()),
+    }
+    try:
+        while not handoff.is_set():
+            if tenancy.lost.is_set():
+                raise StaleTenureError(f"lease of {tenancy.tenure.symbol} lost (not renewed)")
+            wait_ms = settings.min_publish_ms if tenancy.dirty else settings.report_period_ms
+            remaining_ms = int((tenancy.last_publish + wait_ms / 1000 - time.monotonic()) * 1000)
+            try:
+                if remaining_ms <= 0:
+                    await _publish(node, tenancy)
+                    continue
+                read = asyncio.create_task(
+                    node.client.xread(
+                        {stream: tenancy.state.last_id},
+                        count=_READ_COUNT,
+                        block=min(remaining_ms, _MAX_BLOCK_MS),
+                    )
+                )
+                await asyncio.wait({read, *stop_waiters}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RedisError):
+                        await read
+                    continue
+                for _stream, entries in read.result() or ():
+                    if _fold_entries(tenancy.state, stream, entries, tenancy.dead):
+                        tenancy.dirty = True
+            except RedisError as e:
+                metrics.REDIS_ERRORS.labels(KIND).inc()
+                log_event(log, "redis_error", str(e), level=logging.WARNING,
+                          symbol=tenancy.tenure.symbol)  # fmt: skip
+                await asyncio.sleep(_RETRY_S)
+    finally:
+        for waiter in stop_waiters:
+            waiter.cancel()
 
 
 def _fold_entries(
-    tenancy: _Tenancy, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool
-) -> None:
-    state = tenancy.state
-    last = _id_tuple(state.last_id)
+    state: AnalyticsState,
+    stream: str,
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+    dead: list[DeadLetter],
+) -> int:
+    """Fold ``entries`` of ``stream``; those that cannot be folded join ``dead``. Returns how
+    many were folded."""
     folded = 0
     for raw_id, entry in entries:
-        if ack:
-            tenancy.acks.append(raw_id)
         entry_id = raw_id.decode()
-        if _id_tuple(entry_id) <= last:
-            continue  # already folded (re-delivered after a takeover)
         payload = entry.get(ENTRY_FIELD)
         try:
             if payload is None:
                 raise DecodeError(f"entry has no {ENTRY_FIELD!r} field")
-            event = decode_event(payload)
-        except DecodeError as e:
-            tenancy.dead.append(
-                {"id": entry_id, "group": KIND, "error": str(e), "payload": payload or b""}
-            )
+            fold(state, decode_event(payload), entry_id)
+            folded += 1
+        except (DecodeError, ValueError) as e:
+            # Never stop on one entry: it goes to the dead letters, the fold goes on.
+            dead.append((entry_id, {"group": KIND, "error": str(e), "payload": payload or b""}))
             state.last_id = entry_id
-            continue
-        fold(state, event, entry_id)
-        folded += 1
-    if folded:
-        tenancy.dirty = True
-        metrics.EVENTS_FOLDED.labels(KIND, tenancy.tenure.symbol).inc(folded)
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    metrics.EVENTS_FOLDED.labels(KIND, stream).inc(folded)
+    return folded
 
 
 async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) -> None:
@@ -239,29 +278,31 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
         writer=Writer(nodeId=tenure.node_id, writerToken=tenure.token),
         now_ms=now_ms,
     )
-    stream = keys.stream_key(symbol)
     checkpoint_due = final or time.monotonic() - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S
-    async with node.client.pipeline(transaction=False) as pipe:
-        await queue_report(
-            pipe,
-            node.projections,
-            tenure,
-            report_json=msgspec.json.encode(report),
-            ttl_ms=node.settings.cache_ttl_sec * 1000,
-            updated_at_ms=now_ms,
-            checkpoint=encode_checkpoint(tenancy.state) if checkpoint_due else None,
-        )
-        if tenancy.acks:
-            pipe.xack(stream, KIND, *tenancy.acks)
-        for dead in tenancy.dead:
-            pipe.xadd(keys.dead_letter_key(symbol), dead, maxlen=_DEAD_LETTER_MAXLEN)
-        results = await pipe.execute(raise_on_error=False)
-    raise_refusals(results)
+    report_json = msgspec.json.encode(report)
+    checkpoint = encode_checkpoint(tenancy.state) if checkpoint_due else None
+    for attempt in (1, 2):
+        async with node.client.pipeline(transaction=False) as pipe:
+            queue_report(pipe, node.projections, tenure, report_json=report_json,
+                         ttl_ms=node.settings.cache_ttl_sec * 1000, updated_at_ms=now_ms,
+                         checkpoint=checkpoint)  # fmt: skip
+            pipe.xgroup_setid(keys.stream_key(symbol), KIND, tenancy.state.last_id)
+            for entry_id, fields in tenancy.dead:
+                # the entry's own id: written once, however many owners meet it
+                pipe.xadd(keys.dead_letter_key(symbol), fields, id=entry_id,
+                          maxlen=_DEAD_LETTER_MAXLEN, approximate=True)  # fmt: skip
+            results = await pipe.execute(raise_on_error=False)
+        try:
+            raise_refusals(results[:2])
+            break
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            await node.projections.load()  # Redis restarted or its script cache was flushed
     if tenancy.dead:
         metrics.DEAD_LETTERS.labels(KIND).inc(len(tenancy.dead))
         log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol)
-    tenancy.acks.clear()
-    tenancy.dead.clear()
+        tenancy.dead.clear()
     if checkpoint_due:
         tenancy.last_checkpoint = tenancy.last_publish
     tenancy.dirty = False

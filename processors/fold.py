@@ -69,6 +69,12 @@ def new_state(params: AnalyticsParams | None = None) -> AnalyticsState:
 
 
 def fold(state: AnalyticsState, event: Event, entry_id: str) -> None:
+    """Fold one event; raises ValueError (state unchanged) for an event it cannot use."""
+    if isinstance(event, Ticker):
+        _check_numbers(event)
+    elif isinstance(event, Trade) and _repeated(state.last_trade, event):
+        state.last_id = entry_id
+        return  # an append retried after a timeout: the venue's trade ids only grow
     ts = event.ts_event
     state.clock_ns = max(state.clock_ns, ts)
     state.last_ts_event = ts
@@ -81,6 +87,9 @@ def fold(state: AnalyticsState, event: Event, entry_id: str) -> None:
         case Trade():
             is_trade = 1
             state.last_trade = event
+            if not state.synced:  # volumes need the precision before the first book arrives
+                state.price_precision = event.price_precision
+                state.size_precision = event.size_precision
             buy = event.qty if event.aggressor == "buy" else 0
             state.flow.add(ts, (buy, event.qty - buy))
         case BookSnapshot():
@@ -100,6 +109,20 @@ def fold(state: AnalyticsState, event: Event, entry_id: str) -> None:
                 state.book.clear()
     state.rate.add(ts, (1, is_trade))
     _sample_depth(state)
+
+
+def _repeated(last: Trade | None, trade: Trade) -> bool:
+    if last is None or not (trade.trade_id.isdigit() and last.trade_id.isdigit()):
+        return False
+    return int(trade.trade_id) <= int(last.trade_id)
+
+
+def _check_numbers(ticker: Ticker) -> None:
+    """A ticker whose figures are not numbers is refused here (ValueError: the entry goes to
+    the dead letters), not later when a report is built from it."""
+    for value in (ticker.last_price, ticker.open_price, ticker.high_price, ticker.low_price,
+                  ticker.volume, ticker.quote_volume, ticker.price_change_pct):  # fmt: skip
+        float(value)
 
 
 def _apply_delta(state: AnalyticsState, delta: BookDelta) -> None:

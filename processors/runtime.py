@@ -61,32 +61,78 @@ async def run_processor(settings: Settings, stop: asyncio.Event, *, metrics_url:
         metrics_url=metrics_url,
         started_ms=time.time_ns() // 1_000_000,
     )
-    tasks: dict[str, asyncio.Task[None]] = {}
+    tenures = _Tenures(node)
     wake = asyncio.Event()
     listener = asyncio.create_task(_listen(client, wake))
     try:
-        await _coordinate(node, info, tasks, wake, stop)
+        await node.projections.load()
+        await _coordinate(node, info, tenures, wake, stop)
     finally:
         listener.cancel()
-        with contextlib.suppress(RedisError, asyncio.CancelledError):
-            await asyncio.shield(leave(client, settings.node_id))
-        for task in tasks.values():
-            task.cancel()
-        await asyncio.gather(*tasks.values(), listener, return_exceptions=True)
-        log_event(log, "node_left", symbols=len(tasks))
+        # Leave first, so the others start taking over while the hand-offs run.
+        with contextlib.suppress(RedisError):
+            await leave(client, settings.node_id)
+        handed_off = await tenures.hand_off_all()
+        log_event(log, "node_left", symbols=handed_off)
+        await asyncio.gather(listener, return_exceptions=True)
         await client.aclose()
+
+
+class _Tenures:
+    """The node's tenure tasks: started per symbol, stopped by a hand-off request (never by
+    cancellation), and kept while they hand off so a symbol is never held twice."""
+
+    def __init__(self, node: Consumer) -> None:
+        self.node = node
+        self.running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self.stopping: set[asyncio.Task[None]] = set()
+
+    def apply(self, want: frozenset[str], give_up: frozenset[str]) -> None:
+        for symbol, (task, _handoff) in list(self.running.items()):
+            if task.done():
+                del self.running[symbol]  # lost: started again below if still ours
+                self._report_failure(symbol, task)
+        self.stopping = {task for task in self.stopping if not task.done()}
+        for symbol in want - self.running.keys():
+            handoff = asyncio.Event()
+            task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
+            self.running[symbol] = (task, handoff)
+            log_event(log, "assigned", symbol=symbol)
+        for symbol in give_up & self.running.keys():
+            if symbol in self.node.held_since:
+                metrics.HRW_REBALANCES.inc()
+            task, handoff = self.running.pop(symbol)
+            handoff.set()
+            self.stopping.add(task)
+            log_event(log, "unassigned", symbol=symbol)
+
+    async def hand_off_all(self) -> int:
+        for _task, handoff in self.running.values():
+            handoff.set()
+        tasks = [task for task, _ in self.running.values()] + list(self.stopping)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    @staticmethod
+    def _report_failure(symbol: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log_event(log, "tenure_failed", repr(task.exception()), level=logging.ERROR,
+                      symbol=symbol)  # fmt: skip
 
 
 async def _coordinate(
     node: Consumer,
     info: NodeInfo,
-    tasks: dict[str, asyncio.Task[None]],
+    tenures: _Tenures,
     wake: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
     settings = node.settings
     next_beat = 0.0
     while not stop.is_set():
+        # cleared before reading the fleet: a departure announced while this tick runs still
+        # wakes the next one at once
+        wake.clear()
         try:
             now = time.monotonic()
             now_ms = time.time_ns() // 1_000_000
@@ -96,7 +142,8 @@ async def _coordinate(
                 metrics.NODE_HEARTBEAT.set(now_ms / 1000)
                 next_beat = now + next_beat_s()
             nodes = await live_nodes(node.client, KIND, now_ms)
-            holders = await _holders(node.client, settings.symbols)
+            every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
+            holders = await _holders(node.client, every_symbol)
             decided = plan(
                 me=settings.node_id,
                 symbols=settings.symbols,
@@ -107,39 +154,21 @@ async def _coordinate(
                 min_hold_s=settings.min_hold_ms / 1000,
                 sticky_pct=settings.hrw_sticky_pct,
             )
-            _apply(node, decided.want, decided.give_up, tasks)
+            # a symbol still handing off here is not started again until it is done
+            stopping = set(node.held_since) - set(tenures.running)
+            tenures.apply(decided.want - stopping, decided.give_up)
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(KIND).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING)
-        wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(wake, stop), _TICK_S)
-
-
-def _apply(
-    node: Consumer,
-    want: frozenset[str],
-    give_up: frozenset[str],
-    tasks: dict[str, asyncio.Task[None]],
-) -> None:
-    for symbol, task in list(tasks.items()):
-        if task.done():
-            del tasks[symbol]  # lost or ended: started again below if still ours
-    for symbol in want - tasks.keys():
-        tasks[symbol] = asyncio.create_task(hold_symbol(node, symbol))
-        log_event(log, "assigned", symbol=symbol)
-    for symbol in give_up & tasks.keys():
-        if symbol in node.held_since:
-            metrics.HRW_REBALANCES.inc()
-        tasks.pop(symbol).cancel()
-        log_event(log, "unassigned", symbol=symbol)
 
 
 def _with_owned(info: NodeInfo, owned: list[str]) -> NodeInfo:
     return msgspec.structs.replace(info, owned=owned)
 
 
-async def _holders(client: Redis, symbols: tuple[str, ...]) -> dict[str, str | None]:
+async def _holders(client: Redis, symbols: list[str]) -> dict[str, str | None]:
     async with client.pipeline(transaction=False) as pipe:
         for symbol in symbols:
             pipe.get(keys.lease_key(KIND, symbol))

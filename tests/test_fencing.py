@@ -13,9 +13,9 @@ SYMBOL = "BTCUSDT.BINANCE"
 
 
 async def _publish(client, scripts, tenure, body: bytes) -> None:
+    await scripts.load()
     async with client.pipeline(transaction=False) as pipe:
-        await queue_report(pipe, scripts, tenure, report_json=body, ttl_ms=300_000,
-                           updated_at_ms=1)  # fmt: skip
+        queue_report(pipe, scripts, tenure, report_json=body, ttl_ms=300_000, updated_at_ms=1)
         raise_refusals(await pipe.execute(raise_on_error=False))
 
 

@@ -1,0 +1,231 @@
+"""A fleet of processor nodes as real processes on loopback: spread, failover after kill -9,
+a paused node's stale writes refused, rejoin, graceful hand-off. A feeder thread appends
+events to every stream (as ingest does: fenced, under its own lease) all along."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+
+from context8 import keys, lua
+from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+from context8.procs import Child, Fleet
+from context8.redis_server import free_port
+from tests.reports import validate_report
+
+SYMBOLS = tuple(f"S{i:02d}USDT.BINANCE" for i in range(15))
+V = SCHEMA_VERSION
+
+
+class Feeder(threading.Thread):
+    """Appends a trade to every stream every 50 ms, through the fenced append script."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.append = self.client.register_script(lua.source("fenced_append"))
+        acquire = self.client.register_script(lua.source("lease_acquire"))
+        self.tokens = {
+            s: acquire(
+                keys=[keys.lease_key("ingest", s), keys.token_key("ingest", s)],
+                args=["feeder", 600_000],
+            )
+            for s in SYMBOLS
+        }
+        self.halt = threading.Event()
+        now = time.time_ns()
+        for symbol in SYMBOLS:
+            self._add(symbol, BookSnapshot(V, now, now, 2, 3, 1, [(10000, 5)], [(10010, 5)]))
+
+    def _add(self, symbol: str, event: object) -> None:
+        self.append(
+            keys=[keys.lease_key("ingest", symbol), keys.token_key("ingest", symbol),
+                  keys.stream_key(symbol)],
+            args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, encode_event(event)],
+        )  # fmt: skip
+
+    def run(self) -> None:
+        n = 0
+        while not self.halt.wait(0.05):
+            n += 1
+            now = time.time_ns()
+            for symbol in SYMBOLS:
+                self._add(symbol, Trade(V, now, now, 2, 3, 10005, 1 + n % 7, "buy", str(n)))
+
+
+class Watcher(threading.Thread):
+    """Reads every report every few ms: checks that no symbol's writerToken ever goes back,
+    and keeps the first time each (symbol, writer node) was seen."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.halt = threading.Event()
+        self.tokens: dict[str, int] = {}
+        self.backwards: list[tuple[str, int, int]] = []
+        self.handoffs: list[tuple[str, str, int, str, int, float]] = []
+        """(symbol, old writer, its last updatedAt, new writer, its first updatedAt, when
+        the new writer's report was first seen)."""
+        self.last: dict[str, dict] = {}
+
+    def run(self) -> None:
+        report_keys = [keys.report_key(s) for s in SYMBOLS]
+        while not self.halt.wait(0.003):
+            seen_at = time.time()
+            for symbol, raw in zip(SYMBOLS, self.client.mget(report_keys), strict=True):
+                if raw is None:
+                    continue
+                report = msgspec.json.decode(raw)
+                token = report["writer"]["writerToken"]
+                if token < self.tokens.get(symbol, 0):
+                    self.backwards.append((symbol, self.tokens[symbol], token))
+                self.tokens[symbol] = max(token, self.tokens.get(symbol, 0))
+                writer = report["writer"]["nodeId"]
+                before = self.last.get(symbol)
+                if before is not None and before["writer"]["nodeId"] != writer:
+                    old = before["writer"]["nodeId"]
+                    self.handoffs.append(
+                        (symbol, old, before["updatedAt"], writer, report["updatedAt"], seen_at)
+                    )
+                self.last[symbol] = report
+
+    def taken_over(self, symbols: set[str], old: str, since: float) -> dict[str, float]:
+        """Symbol -> when another writer's report was first seen after ``since``."""
+        taken: dict[str, float] = {}
+        for symbol, was, _old_at, _now, _new_at, seen_at in self.handoffs:
+            if symbol in symbols and was == old and seen_at > since:
+                taken.setdefault(symbol, seen_at)
+        return taken
+
+
+@pytest.fixture
+def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, Feeder, Watcher, str]]:
+    feeder, watcher = Feeder(redis_url), Watcher(redis_url)
+    feeder.start()
+    watcher.start()
+    with Fleet(tmp_path / "logs") as fleet:
+        yield fleet, feeder, watcher, redis_url
+        feeder.halt.set()
+        watcher.halt.set()
+    feeder.join(5)
+    watcher.join(5)
+    assert not watcher.backwards, f"writerToken went back: {watcher.backwards[:5]}"
+
+
+def start_node(fleet: Fleet, url: str, node_id: str) -> tuple[Child, int]:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": url, "SYMBOLS": ",".join(SYMBOLS),
+           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
+    return fleet.spawn(node_id, ["process"], env), port
+
+
+def holders(client: redis.Redis) -> dict[str, str | None]:
+    raw = client.mget([keys.lease_key("analytics", s) for s in SYMBOLS])
+    return {s: v.decode() if v else None for s, v in zip(SYMBOLS, raw, strict=True)}
+
+
+def wait_balanced(fleet: Fleet, client: redis.Redis, nodes: set[str], timeout_s: float) -> dict:
+    """Until every symbol is held by one of ``nodes``, evenly (15 over 3 nodes: 4-6 each),
+    and every report is written by its symbol's holder."""
+    low, high = len(SYMBOLS) // len(nodes) - 1, -(-len(SYMBOLS) // len(nodes)) + 1
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fleet.check_alive()
+        held = holders(client)
+        loads = Counter(held.values())
+        reports = [msgspec.json.decode(r) if r else None
+                   for r in client.mget([keys.report_key(s) for s in SYMBOLS])]  # fmt: skip
+        if (
+            set(loads) == nodes
+            and all(low <= loads[n] <= high for n in nodes)
+            and all(r and r["writer"]["nodeId"] == held[r["symbol"]] for r in reports)
+        ):
+            return held
+        assert time.monotonic() < deadline, f"not balanced: {loads}"
+        time.sleep(0.05)
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
+    fleet, _feeder, watcher, url = cluster
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    nodes = {"p1": start_node(fleet, url, "p1"), "p2": start_node(fleet, url, "p2"),
+             "p3": start_node(fleet, url, "p3")}  # fmt: skip
+    held = wait_balanced(fleet, client, {"p1", "p2", "p3"}, timeout_s=30)
+    for report in watcher.last.values():
+        validate_report(report)
+        assert report["ingestion"]["status"] == "ok"
+
+    # kill -9: the victim's symbols are published again by the others, with newer tokens
+    victim, (child, _port) = "p2", nodes.pop("p2")
+    orphaned = {s for s, n in held.items() if n == victim}
+    tokens = {s: watcher.last[s]["writer"]["writerToken"] for s in orphaned}
+    killed_at = time.time()
+    child.process.kill()
+    child.process.wait(5)
+    fleet.children.remove(child)
+    deadline = time.monotonic() + 10
+    while len(taken := watcher.taken_over(orphaned, victim, killed_at)) < len(orphaned):
+        assert time.monotonic() < deadline, "orphaned symbols not taken over"
+        time.sleep(0.01)
+    failover_s = max(taken.values()) - killed_at
+    print(f"failover after kill -9: {failover_s:.2f} s")
+    assert failover_s < 2.5, f"failover took {failover_s:.2f} s"
+    assert all(watcher.last[s]["writer"]["writerToken"] > tokens[s] for s in orphaned)
+    wait_balanced(fleet, client, {"p1", "p3"}, timeout_s=10)
+
+    # SIGSTOP longer than the lease TTL: the others take its symbols; once resumed, every
+    # write it still attempts is refused and it drops them (tokens never go back)
+    paused, (child, port) = "p1", nodes["p1"]
+    child.process.send_signal(signal.SIGSTOP)
+    time.sleep(4.5)
+    assert paused not in holders(client).values()
+    child.process.send_signal(signal.SIGCONT)
+    time.sleep(1.5)
+    assert metric(port, "nt_lease_conflicts_total") >= 1
+    # it rejoins: the symbols spread again, one writer each
+    held = wait_balanced(fleet, client, {"p1", "p3"}, timeout_s=15)
+
+    # graceful SIGTERM: each of its symbols is published by the other node right after its
+    # last report: a hand-off, well within the lease TTL (a lapse would take at least that)
+    leaving = "p3"
+    moving = {s for s, n in held.items() if n == leaving}
+    child, _port = nodes.pop(leaving)
+    terminated_at = time.time()
+    child.process.send_signal(signal.SIGTERM)
+    assert child.process.wait(10) == 0
+    deadline = time.monotonic() + 5
+    while len(watcher.taken_over(moving, leaving, terminated_at)) < len(moving):
+        assert time.monotonic() < deadline, "hand-off did not complete"
+        time.sleep(0.01)
+    time.sleep(0.3)
+    for symbol in moving:
+        report = watcher.last[symbol]
+        assert report["writer"]["nodeId"] == "p1"
+    # the new owner's first publish minus the old owner's last (its final hand-off report)
+    gaps = [
+        new - old
+        for _s, was, old, _now, new, seen in watcher.handoffs
+        if was == leaving and seen > terminated_at
+    ]
+    assert len(gaps) == len(moving)
+    print(f"hand-off gaps (ms): {sorted(gaps)}")
+    assert max(gaps) < 1000, f"hand-off gaps (ms): {sorted(gaps)}"
+    client.close()
