@@ -126,8 +126,12 @@ def run_demo(
         while True:
             fleet.check_alive()
             if time.monotonic() >= next_status:
+                try:
+                    lines = _status_lines(client, symbols)
+                except (redis.RedisError, msgspec.DecodeError, KeyError) as e:
+                    lines = [f"  (reports unreadable: {e})"]
                 _say(f"reports at {time.strftime('%H:%M:%S')}:")
-                for line in _status_lines(client, symbols):
+                for line in lines:
                     _say(line)
                 next_status = time.monotonic() + _STATUS_EVERY_S
             time.sleep(0.2)

@@ -220,8 +220,13 @@ class IngestActor(Actor):
                 if ids is not None and ids.last_update_id == deltas.sequence:
                     first_update_id = ids.first_update_id
                 else:
+                    # Without the venue's U the log cannot prove continuity: say so, and
+                    # start the book afresh rather than let processors guess.
                     self.stats.unpaired_deltas += 1
                     _log(logging.WARNING, "deltas_without_ids", iid.value, u=deltas.sequence)
+                    self._append(iid, _status("gap", f"diff u={deltas.sequence} without its U"))
+                    self._request_resync(iid.value, "diff without its U")
+                    return
             event = normalize.book_event(deltas, precision, first_update_id)
         except Exception as e:
             self._bad(iid, "book", e)
