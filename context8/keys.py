@@ -11,6 +11,7 @@ __all__ = [
     "NODES_SEEN_KEY",
     "checkpoint_key",
     "dead_letter_key",
+    "fence_key",
     "heavy_key",
     "history_key",
     "lease_key",
@@ -58,6 +59,12 @@ def lease_key(role: str, symbol: str) -> str:
 def token_key(role: str, symbol: str) -> str:
     """Fencing token of ``role`` for ``symbol``; INCR on every acquisition."""
     return f"lease:{role}:{{{symbol}}}:token"
+
+
+def fence_key(role: str, symbol: str) -> str:
+    """The highest token ``role``'s owner writes for ``symbol`` were made with: writes with a
+    lower one are refused, and new tokens are handed out above it."""
+    return f"lease:{role}:{{{symbol}}}:fence"
 
 
 def node_key(node_id: str) -> str:

@@ -30,7 +30,8 @@ class Tenure:
 
     @property
     def fence_keys(self) -> list[str]:
-        return [keys.lease_key(self.role, self.symbol), keys.token_key(self.role, self.symbol)]
+        """KEYS[1..3] of every lease and fenced-write script: lease, token counter, fence."""
+        return _lease_keys(self.role, self.symbol)
 
     @property
     def fence_args(self) -> list[str | int]:
@@ -47,6 +48,14 @@ class LeaseScripts:
         self.release = lua.register(client, "lease_release")
 
 
+def _lease_keys(role: str, symbol: str) -> list[str]:
+    return [
+        keys.lease_key(role, symbol),
+        keys.token_key(role, symbol),
+        keys.fence_key(role, symbol),
+    ]
+
+
 def is_stale(error: ResponseError) -> bool:
     return str(error).startswith("STALE")
 
@@ -55,8 +64,7 @@ async def acquire(
     scripts: LeaseScripts, role: str, symbol: str, node_id: str, ttl_ms: int
 ) -> Tenure | None:
     """The caller's tenure, or None while another node holds the lease."""
-    lease = [keys.lease_key(role, symbol), keys.token_key(role, symbol)]
-    token = await scripts.acquire(keys=lease, args=[node_id, ttl_ms])
+    token = await scripts.acquire(keys=_lease_keys(role, symbol), args=[node_id, ttl_ms])
     if token is None:
         return None
     return Tenure(role=role, symbol=symbol, node_id=node_id, token=int(token))

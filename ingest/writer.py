@@ -269,7 +269,7 @@ class StreamWriter:
             fence = tenure.fence_keys
             gap = [_gap(f"ingest buffer overflow: {item.dropped} events dropped")]
             pipe.evalsha(
-                self._append.sha, 3, fence[0], fence[1], keys.stream_key(tenure.symbol),
+                self._append.sha, 4, *fence, keys.stream_key(tenure.symbol),
                 *tenure.fence_args, ENTRY_FIELD, minid, *(gap if item.dropped else ()),
                 *item.events,
             )  # fmt: skip

@@ -37,7 +37,11 @@ class Feeder(threading.Thread):
         acquire = self.client.register_script(lua.source("lease_acquire"))
         self.tokens = {
             s: acquire(
-                keys=[keys.lease_key("ingest", s), keys.token_key("ingest", s)],
+                keys=[
+                    keys.lease_key("ingest", s),
+                    keys.token_key("ingest", s),
+                    keys.fence_key("ingest", s),
+                ],
                 args=["feeder", 600_000],
             )
             for s in SYMBOLS
@@ -50,7 +54,7 @@ class Feeder(threading.Thread):
     def _add(self, symbol: str, event: object) -> None:
         self.append(
             keys=[keys.lease_key("ingest", symbol), keys.token_key("ingest", symbol),
-                  keys.stream_key(symbol)],
+                  keys.fence_key("ingest", symbol), keys.stream_key(symbol)],
             args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, encode_event(event)],
         )  # fmt: skip
 
