@@ -13,6 +13,12 @@ pipeline:
      very same entries into the same Redis;
   3. fold throughput: a fresh processor node catching up on those streams from the start,
      and the bare decode + fold loop in this process on the same entries.
+
+failover (3 processor nodes, 15 symbols, a feeder appending to every stream):
+  kill -9 one node per round (``--rounds``, default 20): the time from the kill to the first
+  report of each of its symbols by another node (p50/p99), the symbols moved per leave and
+  per rejoin; then a node paused (SIGSTOP) past its lease and resumed: stale writes refused
+  vs accepted.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -30,8 +38,9 @@ import redis
 
 from context8 import config, keys
 from context8.events import ENTRY_FIELD, decode_event
+from context8.fleet_probe import Feeder, Watcher
 from context8.procs import Child, Fleet, start_pipeline
-from context8.redis_server import PrivateRedis
+from context8.redis_server import PrivateRedis, free_port
 from ingest.simulator.synth import write_model_capture
 from processors.fold import fold, new_state
 from processors.runtime import run_processor
@@ -188,7 +197,10 @@ def _processor_catch_up_rate(redis_url: str, total: int) -> float:
     return asyncio.run(scenario())
 
 
-def run_bench(name: str, *, seconds: float) -> int:
+def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
+    if name == "failover":
+        _run_failover(rounds)
+        return 0
     if name != "pipeline":
         raise ValueError(f"unknown benchmark {name!r}")
     logging.getLogger("context8").setLevel(logging.WARNING)  # the in-process catch-up node
@@ -273,3 +285,107 @@ def run_bench(name: str, *, seconds: float) -> int:
             client.close()
             server.stop()
     return 0
+
+
+_FLEET_SYMBOLS = tuple(f"F{i:02d}USDT.BINANCE" for i in range(15))
+
+
+def _holders(client: redis.Redis) -> dict[str, str | None]:
+    raw = client.mget([keys.lease_key("analytics", s) for s in _FLEET_SYMBOLS])
+    return {s: v.decode() if v else None for s, v in zip(_FLEET_SYMBOLS, raw, strict=True)}
+
+
+def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float = 1.5) -> dict:
+    """The holders once every symbol is held by ``nodes`` (each holding some) and nothing
+    has moved for ``quiet_s``."""
+    deadline = time.monotonic() + 60
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        fleet.check_alive()
+        held = _holders(client)
+        if held != last:
+            last, since = held, time.monotonic()
+        elif set(held.values()) == nodes and time.monotonic() - since >= quiet_s:
+            return held
+        time.sleep(0.05)
+    raise TimeoutError(f"the fleet did not settle: {last}")
+
+
+def _start_processor(fleet: Fleet, redis_url: str, node_id: str) -> tuple[Child, int]:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "SYMBOLS": ",".join(_FLEET_SYMBOLS),
+           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
+    return fleet.spawn(node_id, ["process"], env), port
+
+
+def _metric(port: int, name: str) -> float:
+    """The sum of a metric's series (every label set) on a node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith((name + " ", name + "{")))  # fmt: skip
+
+
+def _run_failover(rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
+        server = PrivateRedis(Path(tmp) / "redis")
+        redis_url = server.start()
+        client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        feeder = Feeder(redis_url, _FLEET_SYMBOLS)
+        watcher = Watcher(redis_url, _FLEET_SYMBOLS)
+        feeder.start()
+        watcher.start()
+        try:
+            with Fleet(Path(tmp) / "logs") as fleet:
+                nodes = {n: _start_processor(fleet, redis_url, n) for n in ("p1", "p2", "p3")}
+                held = _settled(client, fleet, set(nodes))
+                failovers, leave_moves, join_moves = [], [], []
+                for round_ in range(rounds):
+                    victim = f"p{round_ % 3 + 1}"
+                    child, _port = nodes.pop(victim)
+                    orphaned = {s for s, n in held.items() if n == victim}
+                    killed_at = time.time()
+                    child.process.kill()
+                    child.process.wait(5)
+                    fleet.children.remove(child)
+                    deadline = time.monotonic() + 30
+                    while len(taken := watcher.taken_over(orphaned, victim, killed_at)) < len(
+                        orphaned
+                    ):
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"round {round_}: symbols not taken over")
+                        time.sleep(0.005)
+                    failovers.append(max(taken.values()) - killed_at)
+                    after = _settled(client, fleet, set(nodes))
+                    leave_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
+                    nodes[victim] = _start_processor(fleet, redis_url, victim)
+                    held = _settled(client, fleet, set(nodes))
+                    join_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
+                _say(
+                    f"failover after kill -9, {rounds} rounds (3 nodes, 15 symbols): "
+                    f"{_summary([f * 1000 for f in failovers])}"
+                )
+                _say(
+                    f"symbols moved per node leave: mean {statistics.mean(leave_moves):.1f} "
+                    f"(its own share: {len(_FLEET_SYMBOLS) / 3:.0f}); per join: mean "
+                    f"{statistics.mean(join_moves):.1f}, max {max(join_moves)}"
+                )
+                child, port = nodes["p1"]
+                refused_before = _metric(port, "nt_lease_conflicts_total")
+                child.process.send_signal(signal.SIGSTOP)
+                time.sleep(4.0)  # twice the lease TTL: the others take its symbols over
+                child.process.send_signal(signal.SIGCONT)
+                time.sleep(2.0)
+                refused = _metric(port, "nt_lease_conflicts_total") - refused_before
+                _say(
+                    f"a node paused 4 s (SIGSTOP) then resumed: stale writes attempted and "
+                    f"refused {refused:.0f}, accepted {len(watcher.backwards)} "
+                    f"(reports whose writerToken went back)"
+                )
+        finally:
+            feeder.halt.set()
+            watcher.halt.set()
+            feeder.join(5)
+            watcher.join(5)
+            client.close()
+            server.stop()

@@ -122,7 +122,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from context8.bench import run_bench
 
-    return run_bench(args.name, seconds=args.seconds)
+    return run_bench(args.name, seconds=args.seconds, rounds=args.rounds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_cmd_schema)
 
     bench = sub.add_parser("bench", help="benchmarks on the real pipeline, printing figures")
-    bench.add_argument("name", nargs="?", default="pipeline", choices=("pipeline",))
-    bench.add_argument("--seconds", type=float, default=20.0)
+    bench.add_argument("name", nargs="?", default="pipeline", choices=("pipeline", "failover"))
+    bench.add_argument("--seconds", type=float, default=20.0, help="pipeline: per phase")
+    bench.add_argument("--rounds", type=int, default=20, help="failover: kill -9 rounds")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -1,0 +1,106 @@
+"""Probes of a running fleet, for the failover benchmark and the fleet tests: a feeder that
+appends events to every stream as ingest does (fenced, under its own lease), and a watcher
+that reads every report every few ms, checking that no writerToken ever goes back and
+noting each hand-off from one writer to another."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgspec
+import redis
+
+from context8 import keys, lua
+from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+
+__all__ = ["Feeder", "Watcher"]
+
+V = SCHEMA_VERSION
+
+
+class Feeder(threading.Thread):
+    """Appends a trade to every stream every 50 ms, through the fenced append script."""
+
+    def __init__(self, url: str, symbols: tuple[str, ...]) -> None:
+        super().__init__(daemon=True)
+        self.symbols = symbols
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.append = self.client.register_script(lua.source("fenced_append"))
+        acquire = self.client.register_script(lua.source("lease_acquire"))
+        self.tokens = {
+            s: acquire(
+                keys=[
+                    keys.lease_key("ingest", s),
+                    keys.token_key("ingest", s),
+                    keys.fence_key("ingest", s),
+                ],
+                args=["feeder", 600_000],
+            )
+            for s in self.symbols
+        }
+        self.halt = threading.Event()
+        now = time.time_ns()
+        for symbol in self.symbols:
+            self._add(symbol, BookSnapshot(V, now, now, 2, 3, 1, [(10000, 5)], [(10010, 5)]))
+
+    def _add(self, symbol: str, event: object) -> None:
+        self.append(
+            keys=[keys.lease_key("ingest", symbol), keys.token_key("ingest", symbol),
+                  keys.fence_key("ingest", symbol), keys.stream_key(symbol)],
+            args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, encode_event(event)],
+        )  # fmt: skip
+
+    def run(self) -> None:
+        n = 0
+        while not self.halt.wait(0.05):
+            n += 1
+            now = time.time_ns()
+            for symbol in self.symbols:
+                self._add(symbol, Trade(V, now, now, 2, 3, 10005, 1 + n % 7, "buy", str(n)))
+
+
+class Watcher(threading.Thread):
+    """Reads every report every few ms: checks that no symbol's writerToken ever goes back,
+    and keeps the first time each (symbol, writer node) was seen."""
+
+    def __init__(self, url: str, symbols: tuple[str, ...]) -> None:
+        super().__init__(daemon=True)
+        self.symbols = symbols
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.halt = threading.Event()
+        self.tokens: dict[str, int] = {}
+        self.backwards: list[tuple[str, int, int]] = []
+        self.handoffs: list[tuple[str, str, int, str, int, float]] = []
+        """(symbol, old writer, its last updatedAt, new writer, its first updatedAt, when
+        the new writer's report was first seen)."""
+        self.last: dict[str, dict] = {}
+
+    def run(self) -> None:
+        report_keys = [keys.report_key(s) for s in self.symbols]
+        while not self.halt.wait(0.003):
+            seen_at = time.time()
+            for symbol, raw in zip(self.symbols, self.client.mget(report_keys), strict=True):
+                if raw is None:
+                    continue
+                report = msgspec.json.decode(raw)
+                token = report["writer"]["writerToken"]
+                if token < self.tokens.get(symbol, 0):
+                    self.backwards.append((symbol, self.tokens[symbol], token))
+                self.tokens[symbol] = max(token, self.tokens.get(symbol, 0))
+                writer = report["writer"]["nodeId"]
+                before = self.last.get(symbol)
+                if before is not None and before["writer"]["nodeId"] != writer:
+                    old = before["writer"]["nodeId"]
+                    self.handoffs.append(
+                        (symbol, old, before["updatedAt"], writer, report["updatedAt"], seen_at)
+                    )
+                self.last[symbol] = report
+
+    def taken_over(self, symbols: set[str], old: str, since: float) -> dict[str, float]:
+        """Symbol -> when another writer's report was first seen after ``since``."""
+        taken: dict[str, float] = {}
+        for symbol, was, _old_at, _now, _new_at, seen_at in self.handoffs:
+            if symbol in symbols and was == old and seen_at > since:
+                taken.setdefault(symbol, seen_at)
+        return taken
