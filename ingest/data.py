@@ -21,7 +21,24 @@ from context8.events import StatusKind
 __all__ = ["DepthUpdateIds", "IngestStatus", "depth_ids_type", "status_type"]
 
 
-class DepthUpdateIds(Data):
+class _FeedFact(Data):
+    """NT's ``Data`` wants ``ts_event``/``ts_init`` properties; the facts below share them."""
+
+    __slots__ = ()
+
+    _ts_event: int
+    _ts_init: int
+
+    @property
+    def ts_event(self) -> int:
+        return self._ts_event
+
+    @property
+    def ts_init(self) -> int:
+        return self._ts_init
+
+
+class DepthUpdateIds(_FeedFact):
     """The venue's update-id range of one depth diff message (Binance ``U``..``u``).
 
     ``has_levels`` is False for a diff that changed no level: NT cannot carry an empty
@@ -53,14 +70,6 @@ class DepthUpdateIds(Data):
         self._ts_event = ts_event
         self._ts_init = ts_init
 
-    @property
-    def ts_event(self) -> int:
-        return self._ts_event
-
-    @property
-    def ts_init(self) -> int:
-        return self._ts_init
-
     def __repr__(self) -> str:
         return (
             f"DepthUpdateIds({self.instrument_id}, U={self.first_update_id}, "
@@ -68,7 +77,7 @@ class DepthUpdateIds(Data):
         )
 
 
-class IngestStatus(Data):
+class IngestStatus(_FeedFact):
     """A feed fact for one instrument: ``gap`` (expected/received update ids), ``resync``
     (a fresh snapshot was just published; received = its lastUpdateId), ``disconnected``."""
 
@@ -99,14 +108,6 @@ class IngestStatus(Data):
         self.received_update_id = received_update_id
         self._ts_event = ts_event
         self._ts_init = ts_init
-
-    @property
-    def ts_event(self) -> int:
-        return self._ts_event
-
-    @property
-    def ts_init(self) -> int:
-        return self._ts_init
 
     def __repr__(self) -> str:
         return (
