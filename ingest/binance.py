@@ -267,7 +267,7 @@ class GapAwareBinanceDataClientFactory(BinanceLiveDataClientFactory):
     (same cached HTTP client and instrument provider); Spot/Margin accounts only."""
 
     @staticmethod
-    def create(  # type: ignore[override]
+    def create(  # type: ignore[override]  # NT types the return as its own client class
         loop: asyncio.AbstractEventLoop,
         name: str,
         config: BinanceDataClientConfig,

@@ -322,6 +322,7 @@ def test_backend_unavailable_is_answered_fast(tmp_path: Path) -> None:
             status, body = http_get(f"{base}/get_report?symbol=BTCUSDT")
             assert status == 503 and body["error"]["code"] == "backend_unavailable"
     finally:
-        with contextlib.suppress(ProcessLookupError, TypeError, AttributeError):
-            os.kill(private.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        if private.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(private.process.pid, signal.SIGCONT)
         private.stop()

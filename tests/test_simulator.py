@@ -534,7 +534,8 @@ def _offline_books(capture: Path) -> dict[str, ClientBook]:
         if isinstance(line, RestLine) and line.path == "/api/v3/depth":
             books[line.params["symbol"]] = ClientBook(line.body)
         elif isinstance(line, WsLine) and "@depth" in line.body.stream:
-            pending.append(line.body.data)  # type: ignore[arg-type]
+            assert isinstance(line.body.data, dict)
+            pending.append(line.body.data)
     for diff in pending:
         books[diff["s"]].apply(diff)
     return books

@@ -11,6 +11,7 @@ exactly the simulator's book at the same update id; it prints one JSON line of f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -49,9 +50,8 @@ def simulator_thread(config: SimulatorConfig) -> Iterator[str]:
         task = loop.create_task(serve(config, ready=on_ready))
         holder["task"] = task
         try:
-            loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            pass
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
         finally:
             loop.close()
             started.set()
