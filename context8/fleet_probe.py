@@ -56,13 +56,16 @@ class Feeder(threading.Thread):
         while not self.halt.wait(0.05):
             n += 1
             now = time.time_ns()
-            for symbol in self.symbols:
-                self._add(symbol, Trade(V, now, now, 2, 3, 10005, 1 + n % 7, "buy", str(n)))
+            try:
+                for symbol in self.symbols:
+                    self._add(symbol, Trade(V, now, now, 2, 3, 10005, 1 + n % 7, "buy", str(n)))
+            except redis.RedisError:
+                continue  # Redis restarting: the feed resumes with it
 
 
 class Watcher(threading.Thread):
     """Reads every report every few ms: checks that no symbol's writerToken ever goes back,
-    and keeps the first time each (symbol, writer node) was seen."""
+    and notes every hand-off from one writer to another."""
 
     def __init__(self, url: str, symbols: tuple[str, ...]) -> None:
         super().__init__(daemon=True)
@@ -80,7 +83,11 @@ class Watcher(threading.Thread):
         report_keys = [keys.report_key(s) for s in self.symbols]
         while not self.halt.wait(0.003):
             seen_at = time.time()
-            for symbol, raw in zip(self.symbols, self.client.mget(report_keys), strict=True):
+            try:
+                reports = self.client.mget(report_keys)
+            except redis.RedisError:
+                continue  # Redis restarting
+            for symbol, raw in zip(self.symbols, reports, strict=True):
                 if raw is None:
                     continue
                 report = msgspec.json.decode(raw)
