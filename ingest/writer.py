@@ -7,12 +7,12 @@ append (``STALE``) or a refused renewal drops the symbol at once: its buffered e
 discarded, ``stats.lease_conflicts`` counts it and ``on_lost`` tells the owner.
 
 Batching: ``append`` only buffers (sync, never blocks the loop) and schedules a flush with
-``call_soon`` when none is pending or in flight. A flush takes everything buffered, one
-``EVALSHA`` per symbol (all its events in one call), all symbols in one pipeline: one round
-trip. While it is in flight new events wait, so under load batches grow by themselves and at a
-low rate an event leaves at the next turn of the loop. ``flush_ms`` is the least time between
-the starts of two flushes (0: none), so a burst costs at most one round trip per ``flush_ms``
-and no event waits longer than that for the next flush to start.
+``call_soon`` when none is pending or in flight. A flush takes what is buffered, one
+``EVALSHA`` per symbol (up to 1,000 of its events in one call), all symbols in one pipeline:
+one round trip. While it is in flight new events wait, so under load batches grow by
+themselves and at a low rate an event leaves at the next turn of the loop. ``flush_ms`` is
+the least time between the starts of two flushes (0: none), so a burst costs at most one
+round trip per ``flush_ms`` and no event waits longer than that for the next flush to start.
 
 Failures: a Redis error (connection, timeout, anything but STALE) puts the batch back at the
 front of the buffer and retries with exponential backoff (50 ms .. 2 s); NOSCRIPT reloads the
@@ -48,6 +48,7 @@ __all__ = ["ROLE", "StreamWriter", "WriterStats", "connect"]
 ROLE = "ingest"
 
 _BACKOFF_START_S = 0.05
+_MAX_EVENTS_PER_CALL = 1000
 _BACKOFF_MAX_S = 2.0
 
 log = logging.getLogger("context8.ingest.writer")
@@ -256,8 +257,10 @@ class StreamWriter:
                 continue
             if dropped:
                 self._resync_after_flush.add(symbol)
-            batch.append(_Batch(self._tenures[symbol], list(queue), dropped))
-            queue.clear()
+            # Bounded per call: one huge script (a backlog after an outage) would hold Redis
+            # for everyone, and past the socket timeout be retried and stored twice.
+            events = [queue.popleft() for _ in range(min(len(queue), _MAX_EVENTS_PER_CALL))]
+            batch.append(_Batch(self._tenures[symbol], events, dropped))
         if not batch:
             return True
         minid = "0"

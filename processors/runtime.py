@@ -135,7 +135,10 @@ async def _coordinate(
         wake.clear()
         try:
             now = time.monotonic()
-            now_ms = time.time_ns() // 1_000_000
+            # Redis's clock, not ours: heartbeats of nodes on other hosts compare fairly
+            # whatever their clocks say.
+            seconds, micros = await node.client.time()
+            now_ms = seconds * 1000 + micros // 1000
             if now >= next_beat:
                 owned = sorted(node.held_since)
                 await beat(node.client, _with_owned(info, owned), now_ms)
