@@ -1,15 +1,19 @@
 """The ingest actor: NT market data of the owned symbols -> events -> the fenced writer.
 
-Per symbol, in this order: take the ingest lease, append ``Status("started")``, then subscribe
-(the gap-aware client's ``DepthUpdateIds`` and ``IngestStatus`` on the message bus, L2 book
-deltas, trade ticks, the 24 h ticker), so a stream starts with ``started`` and the book's
-snapshot. A lease timer (``clock.set_timer``, every ttl/2) renews the leases and retries the ones
-not held; a symbol whose lease comes back (after it was dropped) is rebuilt from a fresh snapshot.
-On stop: ``Status("stopped")`` for every owned symbol, a final flush, the leases released.
+Ingest nodes form a fleet like the processors: a timer (``clock.set_timer``, every ttl/2)
+renews the leases, heartbeats (role ``ingest``) and plans with the same assignment
+(coordination/assignment.py), so the symbols spread over the live ingest nodes and move on
+failure. Per symbol acquired, in this order: ``Status("started")``, then subscribe (the
+gap-aware client's ``DepthUpdateIds`` and ``IngestStatus`` on the message bus, L2 book deltas,
+trade ticks, the 24 h ticker), so its stream goes on with ``started`` and a fresh snapshot. A
+symbol assigned elsewhere (held for at least the minimum hold) is handed off:
+``Status("stopped")``, its buffer flushed, its lease released, its data unsubscribed. On stop:
+leave the membership, ``Status("stopped")`` for every owned symbol, a final flush, the leases
+released.
 
 Each diff's ``DepthUpdateIds`` (the venue's ``U``) arrives just before its deltas, on the same
-data-engine queue; the actor pairs them by ``u`` (``deltas.sequence``) and counts what it
-could not pair (``BookDelta.first_update_id`` is then ``u``, and a warning is logged).
+data-engine queue; the actor pairs them by ``u`` (``deltas.sequence``). A diff it cannot pair
+is not appended: a ``gap`` status and a resync take its place.
 
 Handlers never raise (an exception in an NT handler stops the data engine's queue): a message
 that cannot be normalized is logged and counted in ``stats.normalize_errors``.
@@ -18,23 +22,30 @@ that cannot be normalized is logged and counted in ``stats.normalize_errors``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+import msgspec
 from nautilus_trader.adapters.binance.common.types import BinanceTicker
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.config import ActorConfig
 from nautilus_trader.model.data import DataType, OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import BookAction, BookType
 from nautilus_trader.model.identifiers import ClientId, InstrumentId
+from redis.exceptions import RedisError
 
+from context8 import keys
 from context8.events import SCHEMA_VERSION, Event, Status, StatusKind
+from coordination.assignment import plan
+from coordination.membership import NodeInfo, beat, leave, live_nodes
 from ingest import normalize
 from ingest.binance import RESYNC_ENDPOINT
 from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type
-from ingest.writer import StreamWriter, connect
+from ingest.writer import ROLE, StreamWriter, connect
 
 __all__ = ["ActorStats", "IngestActor", "IngestActorConfig"]
 
@@ -50,7 +61,11 @@ class IngestActorConfig(ActorConfig, frozen=True):
     redis_url: str
     node_id: str
     lease_ttl_ms: int = 2000
-    """Ingest lease time-to-live; renewed every ttl/2."""
+    """Ingest lease time-to-live; renewed every ttl/2 (and the assignment re-planned)."""
+    min_hold_ms: int = 2000
+    """A symbol is not handed to another ingest node within this time of acquiring it."""
+    hrw_sticky_pct: float = 0.02
+    """Weight bonus of the current holder in the assignment."""
     stream_retention_sec: int = 3600
     """``md:{SYM}`` keeps this much (MINID trim on every append); 0 keeps everything."""
     snapshot_every_sec: int = 600
@@ -85,6 +100,14 @@ class IngestActor(Actor):
         self._writer: StreamWriter | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._held_since: dict[str, float] = {}
+        self._info = NodeInfo(
+            node_id=config.node_id,
+            role=ROLE,
+            symbols=list(config.symbols),
+            pid=os.getpid(),
+            started_ms=time.time_ns() // 1_000_000,
+        )
         self.stats = ActorStats()
 
     @property
@@ -117,7 +140,7 @@ class IngestActor(Actor):
                 timedelta(seconds=cfg.snapshot_every_sec),
                 callback=self._on_snapshot_timer,
             )
-        self._lease_task = self._loop.create_task(self._acquire())
+        self._lease_task = self._loop.create_task(self._renew_and_acquire())
         _log(logging.INFO, "ingest_started", None, symbols=list(cfg.symbols))
 
     def on_stop(self) -> None:
@@ -130,7 +153,14 @@ class IngestActor(Actor):
             self._lease_task.cancel()
         for symbol in sorted(self._writer.owned):
             self._writer.append(symbol, _status("stopped", "ingest stopped"))
-        self._closing = self._loop.create_task(self._writer.close(self._cfg.close_timeout_s))
+        self._closing = self._loop.create_task(self._leave_and_close())
+
+    async def _leave_and_close(self) -> None:
+        assert self._writer is not None
+        # Leave first: the other ingest nodes take the symbols over while this one flushes.
+        with contextlib.suppress(RedisError, OSError):
+            await leave(self._writer.client, self._cfg.node_id)
+        await self._writer.close(self._cfg.close_timeout_s)
 
     async def closed(self) -> None:
         """Wait for the final flush and the lease release that ``on_stop`` started."""
@@ -158,16 +188,56 @@ class IngestActor(Actor):
     async def _renew_and_acquire(self) -> None:
         assert self._writer is not None
         await self._writer.renew()
-        await self._acquire()
+        try:
+            want, give_up = await self._plan()
+        except (RedisError, OSError) as e:
+            _log(logging.WARNING, "plan_failed", None, error=repr(e))
+            return
+        for symbol in sorted(give_up & self._writer.owned):
+            await self._hand_off(symbol)
+        await self._acquire(want)
 
-    async def _acquire(self) -> None:
+    async def _plan(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Heartbeat, then which symbols this node should hold: the processors' assignment
+        (coordination/assignment.py) over the live ingest nodes."""
         assert self._writer is not None
-        missing = [s for s in self._cfg.symbols if s not in self._writer.owned]
+        client = self._writer.client
+        seconds, micros = await client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        self._held_since = {s: t for s, t in self._held_since.items() if s in self._writer.owned}
+        me = msgspec.structs.replace(self._info, owned=sorted(self._writer.owned))
+        await beat(client, me, now_ms)
+        nodes = [n for n in await live_nodes(client, ROLE, now_ms) if n.node_id != me.node_id]
+        every = sorted({s for n in nodes for s in n.symbols} | set(self._cfg.symbols))
+        holders = await client.mget([keys.lease_key(ROLE, s) for s in every])
+        decided = plan(
+            me=me.node_id,
+            symbols=self._cfg.symbols,
+            nodes=[*nodes, me],
+            holders={s: h.decode() if h else None for s, h in zip(every, holders, strict=True)},
+            held_since=self._held_since,
+            now=time.monotonic(),
+            min_hold_s=self._cfg.min_hold_ms / 1000,
+            sticky_pct=self._cfg.hrw_sticky_pct,
+        )
+        return decided.want, decided.give_up
+
+    async def _hand_off(self, symbol: str) -> None:
+        assert self._writer is not None
+        self._writer.append(symbol, _status("stopped", "handed off to another ingest node"))
+        await self._writer.hand_off(symbol)
+        self._held_since.pop(symbol, None)
+        self._unsubscribe(symbol)
+
+    async def _acquire(self, want: frozenset[str]) -> None:
+        assert self._writer is not None
+        missing = [s for s in self._cfg.symbols if s in want and s not in self._writer.owned]
         if not missing:
             return
         for symbol in await self._writer.acquire(missing):
             if self._closing is not None:
                 return
+            self._held_since[symbol] = time.monotonic()
             self._writer.append(symbol, _status("started", f"ingest node {self._cfg.node_id}"))
             if symbol in self._subscribed:
                 self._request_resync(symbol, "lease regained")  # the book starts afresh
@@ -187,6 +257,19 @@ class IngestActor(Actor):
             client_id=ClientId(self._cfg.venue_client_id),
         )
         _log(logging.INFO, "subscribed", symbol)
+
+    def _unsubscribe(self, symbol: str) -> None:
+        iid = self._instrument_ids[symbol]
+        self._subscribed.discard(symbol)
+        self.unsubscribe_order_book_deltas(iid)
+        self.unsubscribe_trade_ticks(iid)
+        self.unsubscribe_data(
+            DataType(BinanceTicker, metadata={"instrument_id": iid}),
+            client_id=ClientId(self._cfg.venue_client_id),
+        )
+        self.unsubscribe_data(depth_ids_type(iid))
+        self.unsubscribe_data(status_type(iid))
+        _log(logging.INFO, "unsubscribed", symbol)
 
     def _request_resync(self, symbol: str, reason: str, level: int = logging.WARNING) -> None:
         _log(level, "resync_requested", symbol, reason=reason)

@@ -138,6 +138,8 @@ def _build(
             redis_url=redis_url,
             node_id=settings.node_id,
             lease_ttl_ms=settings.lease_ttl_ms,
+            min_hold_ms=settings.min_hold_ms,
+            hrw_sticky_pct=settings.hrw_sticky_pct,
             stream_retention_sec=settings.stream_retention_sec,
             snapshot_every_sec=settings.snapshot_every_sec,
             flush_ms=settings.ingest_flush_ms,

@@ -165,6 +165,21 @@ class StreamWriter:
             elif not result:
                 self._drop(tenure, "lease renewal refused")
 
+    async def hand_off(self, symbol: str, timeout_s: float = 5.0) -> None:
+        """Give ``symbol`` up cleanly: everything buffered for it is stored, then its lease
+        released (the next owner appends from its own fresh snapshot)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout_s)
+        tenure = self._tenures.pop(symbol, None)
+        self._pending.pop(symbol, None)
+        if tenure is None:
+            return
+        try:
+            released = await asyncio.wait_for(lease.release(self._leases, tenure), timeout_s)
+            _log(logging.INFO, "lease_released", symbol, released=released, reason="hand-off")
+        except (RedisError, OSError, TimeoutError) as e:
+            _log(logging.WARNING, "lease_release_failed", symbol, error=repr(e))
+
     def _drop(self, tenure: Tenure, why: str) -> None:
         if self._tenures.get(tenure.symbol) != tenure:
             return

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from context8 import keys
+from context8.events import BookDelta, BookSnapshot, Status, decode_event
 from context8.fleet_probe import Feeder, Watcher
 from context8.procs import Child, Fleet
 from context8.redis_server import PrivateRedis, free_port
@@ -192,3 +193,66 @@ def test_the_fleet_rides_out_a_redis_restart(tmp_path: Path) -> None:
         watcher.join(5)
         client.close()
         server.stop()
+
+
+def test_ingest_nodes_share_the_symbols_and_take_over_on_kill(redis_url: str, tmp_path: Path):
+    """Two NautilusTrader ingest nodes against the simulator: the symbols spread over both;
+    one killed, the other continues its streams with a fresh snapshot (no silent gap)."""
+    symbols = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+
+    def ingest_holders() -> dict[str, str | None]:
+        raw = client.mget([keys.lease_key("ingest", s) for s in symbols])
+        return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
+
+    def wait(what: str, check, timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        while not (result := check()):
+            fleet.check_alive()
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+        return result
+
+    with Fleet(tmp_path / "logs") as fleet:
+        port = free_port()
+        sim_env = {**os.environ, "SYMBOLS": ",".join(symbols)}
+        fleet.spawn("simulator", ["simulate", "--port", str(port)], sim_env)
+        fleet.wait_http(f"http://127.0.0.1:{port}/api/v3/ping", time.monotonic() + 30)
+        env = {**os.environ, "REDIS_URL": redis_url, "SYMBOLS": ",".join(symbols),
+               "NT_BINANCE_HTTP_URL": f"http://127.0.0.1:{port}",
+               "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{port}"}  # fmt: skip
+        nodes = {
+            n: fleet.spawn(n, ["ingest"], {**env, "NT_NODE_ID": n, "NT_METRICS_PORT": "0"})
+            for n in ("i1", "i2")
+        }
+
+        def spread() -> dict[str, str | None] | None:
+            held = ingest_holders()
+            return held if Counter(held.values()) == {"i1": 2, "i2": 2} else None
+
+        held = wait("two ingest nodes holding two symbols each", spread, 60)
+        moving = {s for s, n in held.items() if n == "i1"}
+        nodes["i1"].process.kill()
+        nodes["i1"].process.wait(5)
+        fleet.children.remove(nodes["i1"])
+        wait("i2 holding every symbol", lambda: set(ingest_holders().values()) == {"i2"}, 15)
+
+        def continued(symbol: str) -> bool:
+            # after i2's "started" for the symbol: a snapshot, then deltas
+            kinds = [decode_event(f[b"e"]) for _, f in client.xrange(keys.stream_key(symbol))]
+            starts = [
+                i
+                for i, e in enumerate(kinds)
+                if isinstance(e, Status) and e.status == "started" and "i2" in e.detail
+            ]
+            if not starts:
+                return False
+            after = kinds[starts[-1] + 1 :]
+            snapshots = [i for i, e in enumerate(after) if isinstance(e, BookSnapshot)]
+            return bool(snapshots) and any(
+                isinstance(e, BookDelta) for e in after[snapshots[0] + 1 :]
+            )
+
+        wait("the moved streams continuing from a fresh snapshot",
+             lambda: all(continued(s) for s in moving), 20)  # fmt: skip
+    client.close()
