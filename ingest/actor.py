@@ -238,9 +238,14 @@ class IngestActor(Actor):
             if self._closing is not None:
                 return
             self._held_since[symbol] = time.monotonic()
+            regained = symbol in self._subscribed
+            if regained:
+                # Back after losing the lease (a Redis outage, a pause): what arrived in
+                # between was not stored, so the log says so and the book starts afresh.
+                self._writer.append(symbol, _status("gap", "ingest lease lost and regained"))
             self._writer.append(symbol, _status("started", f"ingest node {self._cfg.node_id}"))
-            if symbol in self._subscribed:
-                self._request_resync(symbol, "lease regained")  # the book starts afresh
+            if regained:
+                self._request_resync(symbol, "lease regained")
             else:
                 self._subscribe(symbol)
 
