@@ -41,6 +41,7 @@ _RETRY_S = 0.5
 _ACQUIRE_POLL_S = 0.02
 _ACQUIRE_POLL_SLOW_S = 0.25
 _ACQUIRE_FAST_FOR_S = 3.0
+_CANCEL_GRACE_S = 0.05
 _MAX_BLOCK_MS = 1000
 """Reads block at most this long (well under the client's socket timeout)."""
 _CHECKPOINT_EVERY_S = 1.0
@@ -222,9 +223,11 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
                 )
                 await asyncio.wait({read, *stop_waiters}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
+                    # Not awaited to the end: a blocked read interrupted mid-reply may take
+                    # its connection down slowly, and the hand-off must not wait for that.
                     read.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RedisError):
-                        await read
+                    await asyncio.wait({read}, timeout=_CANCEL_GRACE_S)
+                    read.add_done_callback(_consume_outcome)
                     continue
                 for _stream, entries in read.result() or ():
                     if _fold_entries(tenancy.state, stream, entries, tenancy.dead):
@@ -237,6 +240,11 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
     finally:
         for waiter in stop_waiters:
             waiter.cancel()
+
+
+def _consume_outcome(task: asyncio.Task[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned read's error is not "never retrieved"
 
 
 def _fold_entries(

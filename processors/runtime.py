@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+import traceback
 
 import msgspec
 from redis.asyncio import Redis
@@ -39,6 +40,7 @@ from projections.writer import ProjectionScripts
 __all__ = ["KIND", "run_processor"]
 
 _TICK_S = 0.1
+_HANDOFF_TIMEOUT_S = 3.0
 
 log = logging.getLogger("context8.processor")
 
@@ -85,14 +87,15 @@ class _Tenures:
     def __init__(self, node: Consumer) -> None:
         self.node = node
         self.running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
-        self.stopping: set[asyncio.Task[None]] = set()
+        self.stopping: dict[asyncio.Task[None], tuple[str, float]] = {}
+        """Tenures handing off -> (symbol, when asked)."""
 
     def apply(self, want: frozenset[str], give_up: frozenset[str]) -> None:
         for symbol, (task, _handoff) in list(self.running.items()):
             if task.done():
                 del self.running[symbol]  # lost: started again below if still ours
                 self._report_failure(symbol, task)
-        self.stopping = {task for task in self.stopping if not task.done()}
+        self._reap_stopping()
         for symbol in want - self.running.keys():
             handoff = asyncio.Event()
             task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
@@ -103,15 +106,31 @@ class _Tenures:
                 metrics.HRW_REBALANCES.inc()
             task, handoff = self.running.pop(symbol)
             handoff.set()
-            self.stopping.add(task)
+            self.stopping[task] = (symbol, time.monotonic())
             log_event(log, "unassigned", symbol=symbol)
 
     async def hand_off_all(self) -> int:
         for _task, handoff in self.running.values():
             handoff.set()
         tasks = [task for task, _ in self.running.values()] + list(self.stopping)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _done, late = await asyncio.wait(tasks, timeout=_HANDOFF_TIMEOUT_S) if tasks else ((), ())
+        for task in late:
+            task.cancel()  # its lease lapses by itself within the TTL
         return len(tasks)
+
+    def _reap_stopping(self) -> None:
+        """Forget finished hand-offs; cancel one that overran (its lease then lapses within
+        the TTL), logging where it was stuck."""
+        now = time.monotonic()
+        for task, (symbol, asked) in list(self.stopping.items()):
+            if task.done():
+                del self.stopping[task]
+            elif now - asked > _HANDOFF_TIMEOUT_S:
+                frames = task.get_stack()
+                where = "".join(traceback.format_stack(frames[-1])) if frames else "unknown"
+                log_event(log, "handoff_overrun", where, level=logging.ERROR, symbol=symbol)
+                task.cancel()
+                del self.stopping[task]
 
     @staticmethod
     def _report_failure(symbol: str, task: asyncio.Task[None]) -> None:
