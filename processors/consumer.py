@@ -75,6 +75,7 @@ class _Tenancy:
     last_checkpoint: float = 0.0
     dirty: bool = True
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> None:
@@ -149,9 +150,11 @@ async def _serve_tenure(
         await _follow(node, tenancy, stream, handoff)
         await _publish(node, tenancy, final=True)
     finally:
+        # Stopped by a flag as well as cancelled: redis-py can swallow a cancellation that
+        # lands inside a command, and the renewer must not then renew on forever.
+        tenancy.ended.set()
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        await asyncio.wait({renewer}, timeout=_CANCEL_GRACE_S * 20)
 
 
 async def _ensure_group(client: Redis, stream: str, start_id: str) -> None:
@@ -168,8 +171,10 @@ async def _ensure_group(client: Redis, stream: str, start_id: str) -> None:
 async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
     ttl = node.settings.lease_ttl_ms
     expires = time.monotonic() + ttl / 1000
-    while True:
-        await asyncio.sleep(ttl / 2000)
+    while not tenancy.ended.is_set():
+        await _wait(tenancy.ended, ttl / 2000)
+        if tenancy.ended.is_set():
+            return
         try:
             if not await renew(node.leases, tenancy.tenure, ttl):
                 break

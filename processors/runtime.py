@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 
 import msgspec
 from redis.asyncio import Redis
@@ -126,9 +125,8 @@ class _Tenures:
             if task.done():
                 del self.stopping[task]
             elif now - asked > _HANDOFF_TIMEOUT_S:
-                frames = task.get_stack()
-                where = "".join(traceback.format_stack(frames[-1])) if frames else "unknown"
-                log_event(log, "handoff_overrun", where, level=logging.ERROR, symbol=symbol)
+                log_event(log, "handoff_overrun", " <- ".join(_awaiting(task)),
+                          level=logging.ERROR, symbol=symbol)  # fmt: skip
                 task.cancel()
                 del self.stopping[task]
 
@@ -184,6 +182,18 @@ async def _coordinate(
             log_event(log, "redis_error", str(e), level=logging.WARNING)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(wake, stop), _TICK_S)
+
+
+def _awaiting(task: asyncio.Task[None]) -> list[str]:
+    """Where a task is suspended, innermost last: its chain of awaited coroutines."""
+    where = []
+    awaited: object = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return where
 
 
 def _with_owned(info: NodeInfo, owned: list[str]) -> NodeInfo:
