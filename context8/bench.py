@@ -30,7 +30,6 @@ import signal
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -38,9 +37,16 @@ import redis
 
 from context8 import config, keys
 from context8.events import ENTRY_FIELD, decode_event
-from context8.fleet_probe import Feeder, Watcher
+from context8.fleet_probe import (
+    Feeder,
+    Watcher,
+    lease_holders,
+    metric,
+    start_processor,
+    stop_probes,
+)
 from context8.procs import Child, Fleet, start_pipeline
-from context8.redis_server import PrivateRedis, free_port
+from context8.redis_server import PrivateRedis
 from ingest.simulator.synth import write_model_capture
 from processors.fold import fold, new_state
 from processors.runtime import run_processor
@@ -290,11 +296,6 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
 _FLEET_SYMBOLS = tuple(f"F{i:02d}USDT.BINANCE" for i in range(15))
 
 
-def _holders(client: redis.Redis) -> dict[str, str | None]:
-    raw = client.mget([keys.lease_key("analytics", s) for s in _FLEET_SYMBOLS])
-    return {s: v.decode() if v else None for s, v in zip(_FLEET_SYMBOLS, raw, strict=True)}
-
-
 def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float = 1.5) -> dict:
     """The holders once every symbol is held by ``nodes`` (each holding some) and nothing
     has moved for ``quiet_s``."""
@@ -302,28 +303,13 @@ def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float 
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         fleet.check_alive()
-        held = _holders(client)
+        held = lease_holders(client, _FLEET_SYMBOLS)
         if held != last:
             last, since = held, time.monotonic()
         elif set(held.values()) == nodes and time.monotonic() - since >= quiet_s:
             return held
         time.sleep(0.05)
     raise TimeoutError(f"the fleet did not settle: {last}")
-
-
-def _start_processor(fleet: Fleet, redis_url: str, node_id: str) -> tuple[Child, int]:
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "SYMBOLS": ",".join(_FLEET_SYMBOLS),
-           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
-    return fleet.spawn(node_id, ["process"], env), port
-
-
-def _metric(port: int, name: str) -> float:
-    """The sum of a metric's series (every label set) on a node's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-        lines = reply.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
-               if line.startswith((name + " ", name + "{")))  # fmt: skip
 
 
 def _run_failover(rounds: int) -> None:
@@ -337,7 +323,10 @@ def _run_failover(rounds: int) -> None:
         watcher.start()
         try:
             with Fleet(Path(tmp) / "logs") as fleet:
-                nodes = {n: _start_processor(fleet, redis_url, n) for n in ("p1", "p2", "p3")}
+                nodes = {
+                    n: start_processor(fleet, redis_url, n, _FLEET_SYMBOLS)
+                    for n in ("p1", "p2", "p3")
+                }
                 held = _settled(client, fleet, set(nodes))
                 failovers, leave_moves, join_moves = [], [], []
                 for round_ in range(rounds):
@@ -358,7 +347,7 @@ def _run_failover(rounds: int) -> None:
                     failovers.append(max(taken.values()) - killed_at)
                     after = _settled(client, fleet, set(nodes))
                     leave_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
-                    nodes[victim] = _start_processor(fleet, redis_url, victim)
+                    nodes[victim] = start_processor(fleet, redis_url, victim, _FLEET_SYMBOLS)
                     held = _settled(client, fleet, set(nodes))
                     join_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
                 _say(
@@ -371,21 +360,18 @@ def _run_failover(rounds: int) -> None:
                     f"{statistics.mean(join_moves):.1f}, max {max(join_moves)}"
                 )
                 child, port = nodes["p1"]
-                refused_before = _metric(port, "nt_lease_conflicts_total")
+                refused_before = metric(port, "nt_lease_conflicts_total")
                 child.process.send_signal(signal.SIGSTOP)
                 time.sleep(4.0)  # twice the lease TTL: the others take its symbols over
                 child.process.send_signal(signal.SIGCONT)
                 time.sleep(2.0)
-                refused = _metric(port, "nt_lease_conflicts_total") - refused_before
+                refused = metric(port, "nt_lease_conflicts_total") - refused_before
                 _say(
                     f"a node paused 4 s (SIGSTOP) then resumed: stale writes attempted and "
                     f"refused {refused:.0f}, accepted {len(watcher.backwards)} "
                     f"(reports whose writerToken went back)"
                 )
         finally:
-            feeder.halt.set()
-            watcher.halt.set()
-            feeder.join(5)
-            watcher.join(5)
+            stop_probes(feeder, watcher)
             client.close()
             server.stop()

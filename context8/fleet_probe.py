@@ -5,16 +5,20 @@ noting each hand-off from one writer to another."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import urllib.request
 
 import msgspec
 import redis
 
 from context8 import keys, lua
 from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+from context8.procs import Child, Fleet
+from context8.redis_server import free_port
 
-__all__ = ["Feeder", "Watcher"]
+__all__ = ["Feeder", "Watcher", "lease_holders", "metric", "start_processor", "stop_probes"]
 
 V = SCHEMA_VERSION
 
@@ -111,3 +115,35 @@ class Watcher(threading.Thread):
             if symbol in symbols and was == old and seen_at > since:
                 taken.setdefault(symbol, seen_at)
         return taken
+
+
+def stop_probes(*probes: Feeder | Watcher) -> None:
+    for probe in probes:
+        probe.halt.set()
+    for probe in probes:
+        probe.join(5)
+
+
+def start_processor(
+    fleet: Fleet, redis_url: str, node_id: str, symbols: tuple[str, ...]
+) -> tuple[Child, int]:
+    """A ``context8 process`` node; returns it and its metrics port."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "SYMBOLS": ",".join(symbols),
+           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
+    return fleet.spawn(node_id, ["process"], env), port
+
+
+def lease_holders(
+    client: redis.Redis, symbols: tuple[str, ...], role: str = "analytics"
+) -> dict[str, str | None]:
+    raw = client.mget([keys.lease_key(role, s) for s in symbols])
+    return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
+
+
+def metric(port: int, name: str) -> float:
+    """The sum of a metric's series (every label set) on a node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith((name + " ", name + "{")))  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,15 @@ import redis
 
 from context8 import keys
 from context8.events import BookDelta, BookSnapshot, Status, decode_event
-from context8.fleet_probe import Feeder, Watcher
-from context8.procs import Child, Fleet
+from context8.fleet_probe import (
+    Feeder,
+    Watcher,
+    lease_holders,
+    metric,
+    start_processor,
+    stop_probes,
+)
+from context8.procs import Fleet
 from context8.redis_server import PrivateRedis, free_port
 from tests.reports import validate_report
 
@@ -40,18 +46,6 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, Feeder, Wat
     assert not watcher.backwards, f"writerToken went back: {watcher.backwards[:5]}"
 
 
-def start_node(fleet: Fleet, url: str, node_id: str) -> tuple[Child, int]:
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": url, "SYMBOLS": ",".join(SYMBOLS),
-           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
-    return fleet.spawn(node_id, ["process"], env), port
-
-
-def holders(client: redis.Redis) -> dict[str, str | None]:
-    raw = client.mget([keys.lease_key("analytics", s) for s in SYMBOLS])
-    return {s: v.decode() if v else None for s, v in zip(SYMBOLS, raw, strict=True)}
-
-
 def wait_balanced(fleet: Fleet, client: redis.Redis, nodes: set[str], timeout_s: float) -> dict:
     """Until every symbol is held by one of ``nodes``, evenly (15 over 3 nodes: 4-6 each),
     and every report is written by its symbol's holder."""
@@ -59,7 +53,7 @@ def wait_balanced(fleet: Fleet, client: redis.Redis, nodes: set[str], timeout_s:
     deadline = time.monotonic() + timeout_s
     while True:
         fleet.check_alive()
-        held = holders(client)
+        held = lease_holders(client, SYMBOLS)
         loads = Counter(held.values())
         reports = [msgspec.json.decode(r) if r else None
                    for r in client.mget([keys.report_key(s) for s in SYMBOLS])]  # fmt: skip
@@ -73,19 +67,10 @@ def wait_balanced(fleet: Fleet, client: redis.Redis, nodes: set[str], timeout_s:
         time.sleep(0.05)
 
 
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith(name):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
     fleet, _feeder, watcher, url = cluster
     client = redis.Redis.from_url(url, socket_timeout=5)
-    nodes = {"p1": start_node(fleet, url, "p1"), "p2": start_node(fleet, url, "p2"),
-             "p3": start_node(fleet, url, "p3")}  # fmt: skip
+    nodes = {n: start_processor(fleet, url, n, SYMBOLS) for n in ("p1", "p2", "p3")}
     held = wait_balanced(fleet, client, {"p1", "p2", "p3"}, timeout_s=30)
     for report in watcher.last.values():
         validate_report(report)
@@ -114,7 +99,7 @@ def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
     paused, (child, port) = "p1", nodes["p1"]
     child.process.send_signal(signal.SIGSTOP)
     time.sleep(4.5)
-    assert paused not in holders(client).values()
+    assert paused not in lease_holders(client, SYMBOLS).values()
     child.process.send_signal(signal.SIGCONT)
     time.sleep(1.5)
     assert metric(port, "nt_lease_conflicts_total") >= 1
@@ -161,8 +146,8 @@ def test_the_fleet_rides_out_a_redis_restart(tmp_path: Path) -> None:
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         with Fleet(tmp_path / "logs") as fleet:
-            start_node(fleet, url, "p1")
-            start_node(fleet, url, "p2")
+            start_processor(fleet, url, "p1", SYMBOLS)
+            start_processor(fleet, url, "p2", SYMBOLS)
             wait_balanced(fleet, client, {"p1", "p2"}, timeout_s=30)
             time.sleep(1.5)  # the feeder's lease reaches the disk
             assert server.process is not None
@@ -187,10 +172,7 @@ def test_the_fleet_rides_out_a_redis_restart(tmp_path: Path) -> None:
             wait_balanced(fleet, client, {"p1", "p2"}, timeout_s=30)
         assert not watcher.backwards, f"writerToken went back: {watcher.backwards[:5]}"
     finally:
-        feeder.halt.set()
-        watcher.halt.set()
-        feeder.join(5)
-        watcher.join(5)
+        stop_probes(feeder, watcher)
         client.close()
         server.stop()
 
@@ -200,10 +182,6 @@ def test_ingest_nodes_share_the_symbols_and_take_over_on_kill(redis_url: str, tm
     one killed, the other continues its streams with a fresh snapshot (no silent gap)."""
     symbols = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
-
-    def ingest_holders() -> dict[str, str | None]:
-        raw = client.mget([keys.lease_key("ingest", s) for s in symbols])
-        return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
 
     def wait(what: str, check, timeout_s: float):
         deadline = time.monotonic() + timeout_s
@@ -227,7 +205,7 @@ def test_ingest_nodes_share_the_symbols_and_take_over_on_kill(redis_url: str, tm
         }
 
         def spread() -> dict[str, str | None] | None:
-            held = ingest_holders()
+            held = lease_holders(client, symbols, role="ingest")
             return held if Counter(held.values()) == {"i1": 2, "i2": 2} else None
 
         held = wait("two ingest nodes holding two symbols each", spread, 60)
@@ -235,7 +213,11 @@ def test_ingest_nodes_share_the_symbols_and_take_over_on_kill(redis_url: str, tm
         nodes["i1"].process.kill()
         nodes["i1"].process.wait(5)
         fleet.children.remove(nodes["i1"])
-        wait("i2 holding every symbol", lambda: set(ingest_holders().values()) == {"i2"}, 15)
+        wait(
+            "i2 holding every symbol",
+            lambda: set(lease_holders(client, symbols, role="ingest").values()) == {"i2"},
+            15,
+        )
 
         def continued(symbol: str) -> bool:
             # after i2's "started" for the symbol: a snapshot, then deltas
