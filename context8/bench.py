@@ -51,14 +51,22 @@ from ingest.simulator.synth import write_model_capture
 from processors.fold import fold, new_state
 from processors.runtime import run_processor
 
-__all__ = ["run_bench"]
+__all__ = [
+    "SYMBOLS",
+    "measure_latency",
+    "run_bench",
+    "say",
+    "stream_lengths",
+    "summary",
+    "wait_reports",
+]
 
-_SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
+SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "DOGEUSDT.BINANCE")
 _BUSY_RATE = 40.0
 _BUSY_SECONDS = 20.0
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     print(line, flush=True)
 
 
@@ -67,7 +75,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _summary(values: list[float]) -> str:
+def summary(values: list[float]) -> str:
     if not values:
         return "no samples"
     return (
@@ -75,25 +83,25 @@ def _summary(values: list[float]) -> str:
     )
 
 
-def _wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) -> None:
+def wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while any(v is None for v in client.mget([keys.report_key(s) for s in _SYMBOLS])):
+    while any(v is None for v in client.mget([keys.report_key(s) for s in SYMBOLS])):
         fleet.check_alive()
         if time.monotonic() > deadline:
             raise TimeoutError("no reports from the pipeline")
         time.sleep(0.1)
 
 
-def _measure_latency(client: redis.Redis, seconds: float) -> tuple[list[float], list[float]]:
+def measure_latency(client: redis.Redis, seconds: float) -> tuple[list[float], list[float]]:
     """Event-to-report latencies (ms) of every entry appended during ``seconds``, and the
     ingest part of each (venue time to the entry's id, which is Redis's clock at XADD)."""
     # from the current end of each stream ("$" would mean "the end" on every poll)
     streams = {}
-    for symbol in _SYMBOLS:
+    for symbol in SYMBOLS:
         newest = client.xrevrange(keys.stream_key(symbol), count=1)
         streams[keys.stream_key(symbol)] = newest[0][0].decode() if newest else "0-0"
-    report_keys = [keys.report_key(s) for s in _SYMBOLS]
-    waiting: dict[str, list[tuple[tuple[int, int], int]]] = {s: [] for s in _SYMBOLS}
+    report_keys = [keys.report_key(s) for s in SYMBOLS]
+    waiting: dict[str, list[tuple[tuple[int, int], int]]] = {s: [] for s in SYMBOLS}
     latencies: list[float] = []
     appended: list[float] = []
     deadline = time.monotonic() + seconds
@@ -109,7 +117,7 @@ def _measure_latency(client: redis.Redis, seconds: float) -> tuple[list[float], 
                 appended.append(entry_id[0] - event.ts_event / 1e6)
                 streams[stream.decode()] = raw_id.decode()
         seen_ms = time.time_ns() / 1e6
-        for symbol, raw in zip(_SYMBOLS, client.mget(report_keys), strict=True):
+        for symbol, raw in zip(SYMBOLS, client.mget(report_keys), strict=True):
             if raw is None or not waiting[symbol]:
                 continue
             folded = _id(msgspec.json.decode(raw)["stream"]["last_id"].encode())
@@ -128,8 +136,8 @@ def _id(raw_id: bytes) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _stream_lengths(client: redis.Redis) -> int:
-    return sum(client.xlen(keys.stream_key(s)) for s in _SYMBOLS)
+def stream_lengths(client: redis.Redis) -> int:
+    return sum(client.xlen(keys.stream_key(s)) for s in SYMBOLS)
 
 
 def _wait_settled(client: redis.Redis, fleet: Fleet) -> tuple[int, float]:
@@ -140,12 +148,12 @@ def _wait_settled(client: redis.Redis, fleet: Fleet) -> tuple[int, float]:
     while time.monotonic() < deadline:
         time.sleep(2)
         fleet.check_alive()
-        total = _stream_lengths(client)
+        total = stream_lengths(client)
         if total == last and total:
             break
         last = total
-    first_ms = min(_id(client.xrange(keys.stream_key(s), count=1)[0][0])[0] for s in _SYMBOLS)
-    last_ms = max(_id(client.xrevrange(keys.stream_key(s), count=1)[0][0])[0] for s in _SYMBOLS)
+    first_ms = min(_id(client.xrange(keys.stream_key(s), count=1)[0][0])[0] for s in SYMBOLS)
+    last_ms = max(_id(client.xrevrange(keys.stream_key(s), count=1)[0][0])[0] for s in SYMBOLS)
     return last, (last_ms - first_ms) / 1000
 
 
@@ -167,7 +175,7 @@ def _raw_xadd_rate(client: redis.Redis, entries: list[tuple[str, bytes]], batch:
 
 def _fold_rate(entries: list[tuple[str, bytes]]) -> tuple[float, float]:
     """Events/s and level updates/s of decode + fold alone, one core."""
-    states = {s: new_state() for s in _SYMBOLS}
+    states = {s: new_state() for s in SYMBOLS}
     levels = 0
     start = time.perf_counter()
     for i, (symbol, payload) in enumerate(entries):
@@ -179,7 +187,7 @@ def _fold_rate(entries: list[tuple[str, bytes]]) -> tuple[float, float]:
 
 
 def _processor_catch_up_rate(redis_url: str, total: int) -> float:
-    settings = config.load({}, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench-catch-up")
+    settings = config.load({}, redis_url=redis_url, symbols=SYMBOLS, node_id="bench-catch-up")
 
     async def scenario() -> float:
         stop = asyncio.Event()
@@ -187,7 +195,7 @@ def _processor_catch_up_rate(redis_url: str, total: int) -> float:
         start = time.perf_counter()
         node = asyncio.create_task(run_processor(settings, stop))
         while True:
-            raws = await client.mget([keys.report_key(s) for s in _SYMBOLS])
+            raws = await client.mget([keys.report_key(s) for s in SYMBOLS])
             folded = sum(
                 msgspec.json.decode(r)["stream"]["events_folded"] for r in raws if r is not None
             )
@@ -215,39 +223,39 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
         redis_url = server.start()
         client = redis.Redis.from_url(redis_url, socket_timeout=10)
         try:
-            _say(f"context8 bench pipeline: {len(_SYMBOLS)} symbols, {seconds:.0f} s per phase")
+            say(f"context8 bench pipeline: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
             for min_publish_ms in ("50", "0"):
                 client.flushall()
                 with Fleet(Path(tmp) / f"logs-latency-{min_publish_ms}") as fleet:
-                    start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",
+                    start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
                                    extra_env={"NT_MIN_PUBLISH_MS": min_publish_ms})  # fmt: skip
-                    _wait_reports(client, fleet)
+                    wait_reports(client, fleet)
                     time.sleep(2)  # let the start-up catch-up settle
-                    latencies, appended = _measure_latency(client, seconds)
+                    latencies, appended = measure_latency(client, seconds)
                     fleet.check_alive()
-                _say(
+                say(
                     f"event-to-report latency at the default rate, NT_MIN_PUBLISH_MS="
                     f"{min_publish_ms} ({len(latencies)} events):"
                 )
-                _say(f"  venue time -> report readable: {_summary(latencies)}")
-                _say(f"  of which venue time -> appended to md:{{SYM}}: {_summary(appended)}")
+                say(f"  venue time -> report readable: {summary(latencies)}")
+                say(f"  of which venue time -> appended to md:{{SYM}}: {summary(appended)}")
             client.flushall()
             capture = Path(tmp) / "model.jsonl"
             started = time.perf_counter()
             offered = write_model_capture(
-                capture, tuple(sym.partition(".")[0] for sym in _SYMBOLS),
+                capture, tuple(sym.partition(".")[0] for sym in SYMBOLS),
                 seconds=_BUSY_SECONDS, rate=_BUSY_RATE,
             )  # fmt: skip
-            _say(
+            say(
                 f"order-flow model (rate x{_BUSY_RATE:g}), generated and written as a capture: "
                 f"{offered / (time.perf_counter() - started):,.0f} messages/s"
             )
             with Fleet(Path(tmp) / "logs-throughput") as fleet:
                 replay = ("--capture", str(capture), "--speed", "0")
-                start_pipeline(fleet, redis_url=redis_url, symbols=_SYMBOLS, node_id="bench",
+                start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
                                simulator_args=replay)  # fmt: skip
                 simulator, ingest = fleet.children[0], fleet.children[1]
-                while not _stream_lengths(client):  # CPU from the first append on, not start-up
+                while not stream_lengths(client):  # CPU from the first append on, not start-up
                     fleet.check_alive()
                     time.sleep(0.005)
                 cpu_before = _cpu_seconds(simulator), _cpu_seconds(ingest)
@@ -256,29 +264,29 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
             sim_cpu, ingest_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
             entries = [
                 (symbol, fields[ENTRY_FIELD])
-                for symbol in _SYMBOLS
+                for symbol in SYMBOLS
                 for _id_, fields in client.xrange(keys.stream_key(symbol))
             ]
             raw_rate = _raw_xadd_rate(client, entries, batch=100)
-            _say(
+            say(
                 f"ingest, a model capture ({offered:,} venue messages) replayed as fast as the "
                 f"simulator sends: {appended:,} appended in {span_s:.1f} s = "
                 f"{appended / span_s:,.0f} messages/s; CPU: ingest node {ingest_cpu:.1f} s "
                 f"({appended / max(ingest_cpu, 1e-9):,.0f} messages per CPU-second), "
                 f"simulator {sim_cpu:.1f} s"
             )
-            _say(
+            say(
                 f"raw redis-py pipelined XADD of the same {len(entries):,} entries "
                 f"(batches of 100), same Redis: {raw_rate:,.0f} entries/s"
             )
             sizes = [len(p) for _s, p in entries]
-            _say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
+            say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
             events_rate, levels_rate = _fold_rate(entries)
-            _say(
+            say(
                 f"decode + fold alone (one core): {events_rate:,.0f} events/s, "
                 f"{levels_rate:,.0f} level updates/s"
             )
-            for symbol in _SYMBOLS:
+            for symbol in SYMBOLS:
                 client.delete(
                     keys.lease_key("analytics", symbol),
                     keys.report_key(symbol),
@@ -286,7 +294,7 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
                 )
                 client.xgroup_destroy(keys.stream_key(symbol), "analytics")
             catch_up = _processor_catch_up_rate(redis_url, len(entries))
-            _say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
+            say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
         finally:
             client.close()
             server.stop()
@@ -350,11 +358,11 @@ def _run_failover(rounds: int) -> None:
                     nodes[victim] = start_processor(fleet, redis_url, victim, _FLEET_SYMBOLS)
                     held = _settled(client, fleet, set(nodes))
                     join_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
-                _say(
+                say(
                     f"failover after kill -9, {rounds} rounds (3 nodes, 15 symbols): "
-                    f"{_summary([f * 1000 for f in failovers])}"
+                    f"{summary([f * 1000 for f in failovers])}"
                 )
-                _say(
+                say(
                     f"symbols moved per node leave: mean {statistics.mean(leave_moves):.1f} "
                     f"(its own share: {len(_FLEET_SYMBOLS) / 3:.0f}); per join: mean "
                     f"{statistics.mean(join_moves):.1f}, max {max(join_moves)}"
@@ -366,7 +374,7 @@ def _run_failover(rounds: int) -> None:
                 child.process.send_signal(signal.SIGCONT)
                 time.sleep(2.0)
                 refused = metric(port, "nt_lease_conflicts_total") - refused_before
-                _say(
+                say(
                     f"a node paused 4 s (SIGSTOP) then resumed: stale writes attempted and "
                     f"refused {refused:.0f}, accepted {len(watcher.backwards)} "
                     f"(reports whose writerToken went back)"

@@ -18,6 +18,7 @@ import msgspec
 import redis
 
 from context8 import keys
+from context8.acl import READER, create_reader, url_with_user
 from context8.config import ConfigError, Settings, parse_symbols
 from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
@@ -90,9 +91,14 @@ def run_demo(
     fleet = Fleet(root / "logs")
     try:
         redis_url = settings.redis_url
+        mcp_env: dict[str, str] = {}
         if redis_url is None:
             private = PrivateRedis(root / "redis")
             redis_url = private.start()
+            # The MCP server reads as a user that may only read report keys (context8.acl).
+            with redis.Redis.from_url(redis_url, socket_timeout=2) as admin:
+                password = create_reader(admin)
+            mcp_env["CONTEXT8_MCP_REDIS_URL"] = url_with_user(redis_url, READER, password)
         symbols = settings.symbols
         simulator_args = ["--seed", str(seed)]
         if capture:
@@ -107,6 +113,7 @@ def run_demo(
             node_id=settings.node_id,
             simulator_args=tuple(simulator_args),
             mcp_port=mcp_port,
+            extra_env=mcp_env,
         )
         redis_note = f"  (private, data in {root / 'redis'})" if private else ""
         market = f"replaying {capture}" if capture else f"order-flow model, seed {seed}"

@@ -16,6 +16,7 @@ import redis
 from context8 import keys, lua
 from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
 from context8.procs import Child, Fleet
+from context8.redis_client import AnySyncRedis, connect_sync, get_many
 from context8.redis_server import free_port
 
 __all__ = ["Feeder", "Watcher", "lease_holders", "metric", "start_processor", "stop_probes"]
@@ -29,7 +30,7 @@ class Feeder(threading.Thread):
     def __init__(self, url: str, symbols: tuple[str, ...]) -> None:
         super().__init__(daemon=True)
         self.symbols = symbols
-        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.client = connect_sync(url, socket_timeout=5)
         self.append = self.client.register_script(lua.source("fenced_append"))
         acquire = self.client.register_script(lua.source("lease_acquire"))
         self.tokens = {
@@ -48,21 +49,40 @@ class Feeder(threading.Thread):
         for symbol in self.symbols:
             self._add(symbol, BookSnapshot(V, now, now, 2, 3, 1, [(10000, 5)], [(10010, 5)]))
 
-    def _add(self, symbol: str, event: object) -> None:
+        self.trades = 0
+        """Trades appended to each stream so far (ids 1..trades)."""
+
+    def _add(self, symbol: str, *events: object) -> None:
         self.append(
             keys=[keys.lease_key("ingest", symbol), keys.token_key("ingest", symbol),
                   keys.fence_key("ingest", symbol), keys.stream_key(symbol)],
-            args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, encode_event(event)],
+            args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, *map(encode_event, events)],
         )  # fmt: skip
 
+    def _trade(self, ts_ns: int) -> Trade:
+        self.trades += 1
+        n = self.trades
+        side = "buy" if n % 3 else "sell"
+        return Trade(V, ts_ns, ts_ns, 2, 3, 10000 + n % 11, 1 + n % 7, side, str(n))
+
+    def backlog(self, trades: int, span_s: float) -> None:
+        """Before ``start``: ``trades`` trades per stream, spread over the last ``span_s``
+        seconds of venue time (a history for a new consumer group to backfill)."""
+        now = time.time_ns()
+        step = int(span_s * 1e9 / trades)
+        for first in range(0, trades, 1000):
+            batch = [self._trade(now - (trades - i) * step)
+                     for i in range(first, min(first + 1000, trades))]  # fmt: skip
+            for symbol in self.symbols:
+                self._add(symbol, *batch)
+
     def run(self) -> None:
-        n = 0
         while not self.halt.wait(0.05):
-            n += 1
             now = time.time_ns()
+            trade = self._trade(now)
             try:
                 for symbol in self.symbols:
-                    self._add(symbol, Trade(V, now, now, 2, 3, 10005, 1 + n % 7, "buy", str(n)))
+                    self._add(symbol, trade)
             except redis.RedisError:
                 continue  # Redis restarting: the feed resumes with it
 
@@ -74,7 +94,7 @@ class Watcher(threading.Thread):
     def __init__(self, url: str, symbols: tuple[str, ...]) -> None:
         super().__init__(daemon=True)
         self.symbols = symbols
-        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.client = connect_sync(url, socket_timeout=5)
         self.halt = threading.Event()
         self.tokens: dict[str, int] = {}
         self.backwards: list[tuple[str, int, int]] = []
@@ -88,7 +108,7 @@ class Watcher(threading.Thread):
         while not self.halt.wait(0.003):
             seen_at = time.time()
             try:
-                reports = self.client.mget(report_keys)
+                reports = get_many(self.client, report_keys)
             except redis.RedisError:
                 continue  # Redis restarting
             for symbol, raw in zip(self.symbols, reports, strict=True):
@@ -125,19 +145,27 @@ def stop_probes(*probes: Feeder | Watcher) -> None:
 
 
 def start_processor(
-    fleet: Fleet, redis_url: str, node_id: str, symbols: tuple[str, ...]
+    fleet: Fleet,
+    redis_url: str,
+    node_id: str,
+    symbols: tuple[str, ...],
+    *,
+    kinds: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[Child, int]:
-    """A ``context8 process`` node; returns it and its metrics port."""
+    """A ``context8 process`` node (of ``kinds``, default every installed one); returns it
+    and its metrics port."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "SYMBOLS": ",".join(symbols),
-           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port)}  # fmt: skip
-    return fleet.spawn(node_id, ["process"], env), port
+           "NT_NODE_ID": node_id, "NT_METRICS_PORT": str(port), **(env or {})}  # fmt: skip
+    args = ["process", "--kinds", ",".join(kinds)] if kinds else ["process"]
+    return fleet.spawn(node_id, args, env), port
 
 
 def lease_holders(
-    client: redis.Redis, symbols: tuple[str, ...], role: str = "analytics"
+    client: AnySyncRedis, symbols: tuple[str, ...], role: str = "analytics"
 ) -> dict[str, str | None]:
-    raw = client.mget([keys.lease_key(role, s) for s in symbols])
+    raw = get_many(client, [keys.lease_key(role, s) for s in symbols])
     return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
 
 

@@ -9,6 +9,7 @@ __all__ = [
     "INDEX_KEY",
     "INDEX_WRITERS_KEY",
     "NODES_SEEN_KEY",
+    "candles_key",
     "checkpoint_key",
     "dead_letter_key",
     "fence_key",
@@ -45,6 +46,11 @@ def heavy_key(symbol: str) -> str:
 
 def history_key(symbol: str) -> str:
     return f"report:{{{symbol}}}:history"
+
+
+def candles_key(symbol: str, interval: str) -> str:
+    """Bars of ``interval`` (``1s``, ``1m``, ``5m``) written by the candles kind."""
+    return f"candles:{{{symbol}}}:{interval}"
 
 
 def checkpoint_key(group: str, symbol: str) -> str:

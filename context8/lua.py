@@ -20,7 +20,7 @@ ScriptName = Literal[
     "lease_renew",
     "lease_release",
     "fenced_append",
-    "fenced_set",
+    "fenced_write",
     "index_update",
 ]
 

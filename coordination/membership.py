@@ -14,9 +14,9 @@ import socket
 from typing import Final
 
 import msgspec
-from redis.asyncio import Redis
 
 from context8 import keys
+from context8.redis_client import AnyAsyncRedis, batch
 
 __all__ = [
     "HEARTBEAT_MS",
@@ -40,10 +40,14 @@ MEMBERSHIP_CHANNEL: Final = "nt:membership"
 class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
     node_id: str
     role: str
-    """``ingest`` or a processor kind (``analytics``)."""
+    """``ingest`` or ``processor``."""
     symbols: list[str]
     """The symbols this node is configured for: only they may be assigned to it."""
+    kinds: list[str] = []
+    """The processor kinds a processor node runs: it takes part in their assignment only."""
     owned: list[str] = []
+    """Symbols this node holds a lease of (any kind)."""
+    owned_by_kind: dict[str, list[str]] = {}
     host: str = msgspec.field(default_factory=socket.gethostname)
     pid: int = 0
     metrics_url: str = ""
@@ -60,7 +64,7 @@ def next_beat_s() -> float:
     return HEARTBEAT_MS * random.uniform(0.9, 1.1) / 1000
 
 
-async def beat(client: Redis, info: NodeInfo, now_ms: int) -> None:
+async def beat(client: AnyAsyncRedis, info: NodeInfo, now_ms: int) -> None:
     info = msgspec.structs.replace(info, heartbeat_ms=now_ms)
     async with client.pipeline(transaction=False) as pipe:
         pipe.set(keys.node_key(info.node_id), msgspec.json.encode(info), px=_NODE_KEY_TTL_MS)
@@ -69,8 +73,9 @@ async def beat(client: Redis, info: NodeInfo, now_ms: int) -> None:
         await pipe.execute()
 
 
-async def live_nodes(client: Redis, role: str, now_ms: int) -> list[NodeInfo]:
-    """Nodes of ``role`` whose last heartbeat is at most LIVE_INTERVALS old."""
+async def live_nodes(client: AnyAsyncRedis, role: str, now_ms: int) -> list[NodeInfo]:
+    """Nodes of ``role`` (a node role, or a processor kind the node runs) whose last
+    heartbeat is at most LIVE_INTERVALS old."""
     oldest = now_ms - LIVE_INTERVALS * HEARTBEAT_MS
     ids = await client.zrangebyscore(keys.NODES_SEEN_KEY, oldest, "+inf")
     if not ids:
@@ -87,14 +92,17 @@ async def live_nodes(client: Redis, role: str, now_ms: int) -> list[NodeInfo]:
             info = _decoder.decode(value)
         except msgspec.DecodeError:
             continue  # a node of another build; it is not ours to assign to
-        if info.role == role:
+        if info.role == role or role in info.kinds:
             nodes.append(info)
     return nodes
 
 
-async def leave(client: Redis, node_id: str) -> None:
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.delete(keys.node_key(node_id))
-        pipe.zrem(keys.NODES_SEEN_KEY, node_id)
-        pipe.publish(MEMBERSHIP_CHANNEL, node_id)
-        await pipe.execute()
+async def leave(client: AnyAsyncRedis, node_id: str) -> None:
+    results = await batch(client, [
+        ("delete", (keys.node_key(node_id),), {}),
+        ("zrem", (keys.NODES_SEEN_KEY, node_id), {}),
+        ("publish", (MEMBERSHIP_CHANNEL, node_id), {}),
+    ])  # fmt: skip
+    for result in results:
+        if isinstance(result, Exception):
+            raise result

@@ -38,8 +38,9 @@ from nautilus_trader.model.enums import BookAction, BookType
 from nautilus_trader.model.identifiers import ClientId, InstrumentId
 from redis.exceptions import RedisError
 
-from context8 import keys
+from context8 import keys, metrics
 from context8.events import SCHEMA_VERSION, Event, Status, StatusKind
+from context8.redis_client import get_many_async
 from coordination.assignment import plan
 from coordination.membership import NodeInfo, beat, leave, live_nodes
 from ingest import normalize
@@ -79,6 +80,8 @@ class IngestActorConfig(ActorConfig, frozen=True):
     close_timeout_s: float = 5.0
     """Bound of the final flush on stop."""
     venue_client_id: str = "BINANCE"
+    metrics_url: str = ""
+    """Where this node's /metrics is served (published in its heartbeat)."""
 
 
 @dataclass(slots=True)
@@ -106,6 +109,7 @@ class IngestActor(Actor):
             role=ROLE,
             symbols=list(config.symbols),
             pid=os.getpid(),
+            metrics_url=config.metrics_url,
             started_ms=time.time_ns() // 1_000_000,
         )
         self.stats = ActorStats()
@@ -207,9 +211,11 @@ class IngestActor(Actor):
         self._held_since = {s: t for s, t in self._held_since.items() if s in self._writer.owned}
         me = msgspec.structs.replace(self._info, owned=sorted(self._writer.owned))
         await beat(client, me, now_ms)
+        metrics.NODE_HEARTBEAT.set(now_ms / 1000)
+        metrics.SYMBOLS_ASSIGNED.labels(ROLE).set(len(self._writer.owned))
         nodes = [n for n in await live_nodes(client, ROLE, now_ms) if n.node_id != me.node_id]
         every = sorted({s for n in nodes for s in n.symbols} | set(self._cfg.symbols))
-        holders = await client.mget([keys.lease_key(ROLE, s) for s in every])
+        holders = await get_many_async(client, [keys.lease_key(ROLE, s) for s in every])
         decided = plan(
             me=me.node_id,
             symbols=self._cfg.symbols,

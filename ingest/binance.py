@@ -3,17 +3,19 @@
 NT 1.221's client buffers depth diffs while the REST snapshot is in flight and drops those with
 ``u <= lastUpdateId``, but never checks ``U``/``u`` continuity afterwards, and only ``u`` reaches
 the deltas (as ``sequence``): a lost diff is accepted silently. ``GapAwareBinanceSpotDataClient``
-overrides three of the client's own methods:
+sequences every instrument's diffs with a ``DepthSequencer`` (ingest/depth.py: Binance's
+procedure, shared with the offline replay of captures) and overrides three of the client's own
+methods:
 
-- ``_handle_book_diff_update`` (the ``@depth@`` websocket handler): checks each diff against the
-  last applied ``u`` of its instrument (apply iff ``U <= last + 1 <= u``; ``u <= last`` is old
-  news and dropped); on a gap it publishes ``IngestStatus("gap")``, starts buffering and
-  rebuilds the book. Before each diff's deltas it publishes ``DepthUpdateIds`` (the venue's ``U``).
+- ``_handle_book_diff_update`` (the ``@depth@`` websocket handler): parses the diff
+  (``parse_depth_diff``) and publishes what the sequencer says: apply (``U <= last + 1 <= u``),
+  drop (``u <= last``), or on a gap ``IngestStatus("gap")`` and a rebuild. Before each diff's
+  deltas it publishes ``DepthUpdateIds`` (the venue's ``U``).
 - ``_order_book_snapshot_then_deltas`` (the snapshot rebuild NT runs on subscribe and on
-  reconnect): Binance's documented procedure: buffer, fetch the REST snapshot (retried with
-  backoff), refetch while the snapshot is older than the buffered stream, drop diffs it covers,
-  publish it (CLEAR + ADDs, as NT does), then ``IngestStatus("resync")`` when it replaces a
-  broken book, then the buffered diffs, each checked. One rebuild per instrument at a time.
+  reconnect): buffer, fetch the REST snapshot (retried with backoff), refetch while the snapshot
+  is older than the buffered stream, drop diffs it covers, publish it (CLEAR + ADDs, as NT
+  does), then ``IngestStatus("resync")`` when it replaces a broken book, then the buffered
+  diffs, each checked. One rebuild per instrument at a time.
 - ``_reconnect`` (NT's websocket reconnect hook): ``IngestStatus("disconnected")`` and a rebuild.
 
 The websocket handler runs on a thread of NT's Rust websocket client, not the event loop; the
@@ -31,6 +33,7 @@ import asyncio
 import threading
 from typing import Any, NamedTuple
 
+from nautilus_trader.adapters.binance.common.schemas.market import BinanceOrderBookData
 from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
 from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
 from nautilus_trader.adapters.binance.factories import (
@@ -44,27 +47,27 @@ from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.model.data import CustomData, DataType, OrderBookDeltas
 from nautilus_trader.model.identifiers import InstrumentId
 
+from context8 import metrics
 from context8.events import StatusKind
 from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type
+from ingest.depth import DepthSequencer, Gap, Verdict
 
 __all__ = [
     "RESYNC_ENDPOINT",
+    "DepthDiff",
     "GapAwareBinanceDataClientFactory",
     "GapAwareBinanceSpotDataClient",
+    "parse_depth_diff",
 ]
 
 RESYNC_ENDPOINT = "context8.ingest.resync"
 """Message-bus endpoint: send an ``InstrumentId`` to have its book rebuilt from a snapshot."""
 
-MAX_BUFFERED_DIFFS = 10_000
-"""Diffs kept per instrument while a snapshot is awaited; beyond it the oldest go (the rebuild
-then sees the hole and fetches a newer snapshot)."""
-
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 
 
-class _Diff(NamedTuple):
+class DepthDiff(NamedTuple):
     """One depthUpdate message, parsed once, held until it is published."""
 
     first: int  # U
@@ -73,16 +76,26 @@ class _Diff(NamedTuple):
     deltas: OrderBookDeltas | None  # None when the message changed no level
 
 
+def parse_depth_diff(
+    data: BinanceOrderBookData, instrument_id: InstrumentId, ts_init: int
+) -> DepthDiff:
+    """A decoded diff message through NT's own parser, with the ``U`` NT's deltas drop."""
+    has_levels = bool(data.b or data.a)
+    deltas = data.parse_to_order_book_deltas(instrument_id, ts_init) if has_levels else None
+    ts_event = (data.T if data.T is not None else data.E) * 1_000_000  # exact, unlike NT's
+    ids = DepthUpdateIds(instrument_id, data.U, data.u, has_levels, ts_event, ts_init)
+    return DepthDiff(data.U, data.u, ids, deltas)
+
+
 class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
     """``BinanceSpotDataClient`` that checks depth continuity and rebuilds on a gap."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seq_lock = threading.Lock()
-        # u of the last diff (or lastUpdateId of the snapshot) published, per synced instrument.
-        # An instrument is synced (here), buffering (in _book_buffer), or neither (not yet
-        # subscribed, or between its websocket subscription and its first snapshot request).
-        self._last_update_id: dict[InstrumentId, int] = {}
+        # Per instrument: synced, awaiting a snapshot (buffering), or neither (not subscribed
+        # yet, or between its websocket subscription and its first snapshot request).
+        self._sequencers: dict[InstrumentId, DepthSequencer[DepthDiff]] = {}
         self._rebuilding: set[InstrumentId] = set()
         self._rebuild_again: dict[InstrumentId, str] = {}
         self._data_types: dict[InstrumentId, tuple[DataType, DataType]] = {}
@@ -92,34 +105,26 @@ class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
 
     # -- websocket handler (a Rust thread) ---------------------------------------------------
 
+    def _sequencer(self, instrument_id: InstrumentId) -> DepthSequencer[DepthDiff]:
+        sequencer = self._sequencers.get(instrument_id)
+        if sequencer is None:
+            sequencer = self._sequencers[instrument_id] = DepthSequencer()
+        return sequencer
+
     def _handle_book_diff_update(self, raw: bytes) -> None:
         data = self._decoder_order_book_msg.decode(raw).data
         instrument_id = self._get_cached_instrument_id(data.s)
-        ts_init = self._clock.timestamp_ns()
-        has_levels = bool(data.b or data.a)
-        deltas = data.parse_to_order_book_deltas(instrument_id, ts_init) if has_levels else None
-        ts_event = (data.T if data.T is not None else data.E) * 1_000_000  # exact, unlike NT's
-        ids = DepthUpdateIds(instrument_id, data.U, data.u, has_levels, ts_event, ts_init)
-        diff = _Diff(data.U, data.u, ids, deltas)
+        diff = parse_depth_diff(data, instrument_id, self._clock.timestamp_ns())
         with self._seq_lock:
-            buffer = self._book_buffer.get(instrument_id)
-            if buffer is not None:
-                buffer.append(diff)
-                if len(buffer) > MAX_BUFFERED_DIFFS:
-                    del buffer[0]
-                return
-            last = self._last_update_id.get(instrument_id)
-            if last is None:
-                return  # not synced: the snapshot requested after this diff will cover it
-            if diff.last <= last:
-                self.stale_diffs_dropped += 1
-                return
-            if diff.first > last + 1:
-                self._gap_locked(instrument_id, last, [diff])
-                self._loop.call_soon_threadsafe(self._start_rebuild, instrument_id, "gap")
-                return
-            self._last_update_id[instrument_id] = diff.last
-            self._publish_diff(diff)
+            # (UNSYNCED: the snapshot requested after this diff will cover it.)
+            match self._sequencer(instrument_id).on_diff(diff):
+                case Verdict.APPLY:
+                    self._publish_diff(diff)
+                case Verdict.STALE:
+                    self.stale_diffs_dropped += 1
+                case Gap() as gap:
+                    self._announce_gap(instrument_id, gap)
+                    self._loop.call_soon_threadsafe(self._start_rebuild, instrument_id, "gap")
 
     # -- rebuild (the event loop) ----------------------------------------------------------
 
@@ -144,8 +149,7 @@ class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
 
     async def _rebuild(self, instrument_id: InstrumentId, reason: str | None) -> None:
         with self._seq_lock:
-            self._book_buffer.setdefault(instrument_id, [])
-            self._last_update_id.pop(instrument_id, None)
+            self._sequencer(instrument_id).await_snapshot()
         depth = self._book_depths[instrument_id]
         delay = _BACKOFF_START_S
         while True:
@@ -173,53 +177,48 @@ class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
         """Publish ``snapshot`` and the buffered diffs after it; (False, reason) when another
         snapshot is needed (this one is older than the buffered stream, or the buffer has a
         hole), the buffer then kept for it."""
-        buffer: list[_Diff] = self._book_buffer.get(instrument_id) or []
+        sequencer = self._sequencer(instrument_id)
         last = snapshot.sequence
-        pending = [diff for diff in buffer if diff.last > last]
-        if pending and pending[0].first > last + 1:
-            self._book_buffer[instrument_id] = pending
+        outcome = sequencer.on_snapshot(last)
+        if not outcome.usable:
             self._log.warning(
-                f"Snapshot of {instrument_id} (lastUpdateId {last}) is older than the stream "
-                f"(U {pending[0].first}); fetching another"
+                f"Snapshot of {instrument_id} (lastUpdateId {last}) is older than the stream; "
+                "fetching another"
             )
             return False, reason
-        self._book_buffer.pop(instrument_id, None)
         self._handle_data(snapshot)
         if reason is not None:
             self._publish_status(instrument_id, "resync", detail=reason, received=last)
-        for i, diff in enumerate(pending):
-            if diff.first > last + 1:
-                self._gap_locked(instrument_id, last, pending[i:])
-                return False, "gap"
+        for diff in outcome.diffs:
             self._publish_diff(diff)
-            last = diff.last
-        self._last_update_id[instrument_id] = last
-        self._log.info(f"Order book of {instrument_id} synced at update id {last}")
+        if outcome.gap is not None:
+            self._announce_gap(instrument_id, outcome.gap)
+            return False, "gap"
+        self._log.info(f"Order book of {instrument_id} synced at update id {sequencer.last}")
         return True, None
 
-    def _gap_locked(self, instrument_id: InstrumentId, last: int, diffs: list[_Diff]) -> None:
+    def _announce_gap(self, instrument_id: InstrumentId, gap: Gap) -> None:
         self.gaps_detected += 1
-        self._last_update_id.pop(instrument_id, None)
-        self._book_buffer[instrument_id] = diffs
-        received = diffs[0].first
-        self._log.warning(f"Depth gap on {instrument_id}: expected U {last + 1}, got {received}")
+        self._log.warning(
+            f"Depth gap on {instrument_id}: expected U {gap.expected}, got {gap.received}"
+        )
         self._publish_status(
             instrument_id,
             "gap",
-            detail=f"diff U={received} u={diffs[0].last} after u={last}",
-            expected=last + 1,
-            received=received,
+            detail=gap.detail,
+            expected=gap.expected,
+            received=gap.received,
         )
 
     def _start_rebuild(self, instrument_id: InstrumentId, reason: str) -> None:
         if instrument_id not in self._book_depths:
             self._log.warning(f"Cannot rebuild {instrument_id}: no order book subscription")
             return
+        metrics.WS_RESUBSCRIBE.labels(reason).inc()
         with self._seq_lock:
             # From now on diffs wait for the rebuild's snapshot (a rebuild follows: this new
             # one, or the running one, which goes round again).
-            self._last_update_id.pop(instrument_id, None)
-            self._book_buffer.setdefault(instrument_id, [])
+            self._sequencer(instrument_id).await_snapshot()
         self.create_task(
             self._order_book_snapshot_then_deltas(instrument_id, reason),
             log_msg=f"order book rebuild of {instrument_id} ({reason})",
@@ -243,7 +242,7 @@ class GapAwareBinanceSpotDataClient(BinanceSpotDataClient):
             self._data_types[instrument_id] = types
         return types
 
-    def _publish_diff(self, diff: _Diff) -> None:
+    def _publish_diff(self, diff: DepthDiff) -> None:
         self._handle_data(CustomData(self._types(diff.ids.instrument_id)[0], diff.ids))
         if diff.deltas is not None:
             self._handle_data(diff.deltas)

@@ -32,8 +32,10 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
+from context8 import metrics
 from context8.config import ConfigError, Settings
 from context8.logs import set_log_context
+from context8.metrics import serve_metrics
 from ingest.actor import IngestActor, IngestActorConfig
 from ingest.binance import GapAwareBinanceDataClientFactory
 
@@ -55,9 +57,11 @@ def run(settings: Settings) -> None:
     foreign = [s for s in settings.symbols if not s.endswith(f".{VENUE}")]
     if foreign:
         raise ConfigError(f"SYMBOLS: ingest speaks to Binance only, not {', '.join(foreign)}")
+    metrics_url = serve_metrics(settings.metrics_port, settings.metrics_host)
+    metrics.count_from_zero("ingest")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    node, actor = _build(settings, settings.redis_url, loop)
+    node, actor = _build(settings, settings.redis_url, loop, metrics_url)
     log.info(
         "node_starting",
         extra={
@@ -104,7 +108,7 @@ def run(settings: Settings) -> None:
 
 
 def _build(
-    settings: Settings, redis_url: str, loop: asyncio.AbstractEventLoop
+    settings: Settings, redis_url: str, loop: asyncio.AbstractEventLoop, metrics_url: str
 ) -> tuple[TradingNode, IngestActor]:
     spot = BinanceAccountType.SPOT
     http_url = (settings.binance_http_url or get_http_base_url(spot, False, False)).rstrip("/")
@@ -143,6 +147,7 @@ def _build(
             stream_retention_sec=settings.stream_retention_sec,
             snapshot_every_sec=settings.snapshot_every_sec,
             flush_ms=settings.ingest_flush_ms,
+            metrics_url=metrics_url,
         )
     )
     node.trader.add_actor(actor)

@@ -8,9 +8,10 @@ discarded, ``stats.lease_conflicts`` counts it and ``on_lost`` tells the owner.
 
 Batching: ``append`` only buffers (sync, never blocks the loop) and schedules a flush with
 ``call_soon`` when none is pending or in flight. A flush takes what is buffered, one
-``EVALSHA`` per symbol (up to 1,000 of its events in one call), all symbols in one pipeline:
-one round trip. While it is in flight new events wait, so under load batches grow by
-themselves and at a low rate an event leaves at the next turn of the loop. ``flush_ms`` is
+``EVALSHA`` per symbol (up to 1,000 of its events in one call), all symbols in one batch
+(a pipeline: one round trip; concurrent calls on a cluster). While it is in flight new events
+wait, so under load batches grow by themselves and at a low rate an event leaves at the next
+turn of the loop. ``flush_ms`` is
 the least time between the starts of two flushes (0: none), so a burst costs at most one
 round trip per ``flush_ms`` and no event waits longer than that for the next flush to start.
 
@@ -33,13 +34,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from context8 import keys, lua
+from context8 import keys, lua, metrics
 from context8.events import ENTRY_FIELD, SCHEMA_VERSION, Event, Status, encode_event
+from context8.redis_client import AnyAsyncRedis, Command, async_client
+from context8.redis_client import batch as redis_batch
 from coordination import lease
 from coordination.lease import LeaseScripts, Tenure
 
@@ -54,16 +56,26 @@ _BACKOFF_MAX_S = 2.0
 log = logging.getLogger("context8.ingest.writer")
 
 
-def connect(url: str, *, timeout_s: float = 2.0) -> Redis:
+def connect(url: str, *, timeout_s: float = 2.0, wait_s: float = 30.0) -> AnyAsyncRedis:
     """A client whose every call is bounded: ``timeout_s`` to connect and per reply, one
-    immediate retry on a dropped connection; the writer's own backoff does the rest."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
+    immediate retry on a dropped connection; the writer's own backoff does the rest. The
+    server is asked whether it is a cluster, so it must answer: waited for up to ``wait_s``
+    (a node started with its Redis), then RedisError."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return async_client(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=30,
+            )
+        except RedisError as e:
+            if time.monotonic() > deadline:
+                raise
+            _log(logging.WARNING, "redis_unavailable", None, error=repr(e))
+            time.sleep(0.5)
 
 
 @dataclass(slots=True)
@@ -87,7 +99,7 @@ class StreamWriter:
 
     def __init__(
         self,
-        client: Redis,
+        client: AnyAsyncRedis,
         *,
         node_id: str,
         lease_ttl_ms: int,
@@ -189,6 +201,7 @@ class StreamWriter:
         self._overflow.pop(symbol, None)
         self._resync_after_flush.discard(symbol)
         self.stats.lease_conflicts += 1
+        metrics.LEASE_CONFLICTS.labels("ingest").inc()
         _log(
             logging.ERROR,
             "symbol_dropped",
@@ -281,20 +294,19 @@ class StreamWriter:
         minid = "0"
         if self.retention_ms:
             minid = str(max(time.time_ns() // 1_000_000 - self.retention_ms, 1))
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[Command] = []
         for item in batch:
             tenure = item.tenure
-            fence = tenure.fence_keys
             gap = [_gap(f"ingest buffer overflow: {item.dropped} events dropped")]
-            pipe.evalsha(
-                self._append.sha, 4, *fence, keys.stream_key(tenure.symbol),
-                *tenure.fence_args, ENTRY_FIELD, minid, *(gap if item.dropped else ()),
-                *item.events,
-            )  # fmt: skip
+            args = (self._append.sha, 4, *tenure.fence_keys, keys.stream_key(tenure.symbol),
+                    *tenure.fence_args, ENTRY_FIELD, minid, *(gap if item.dropped else ()),
+                    *item.events)  # fmt: skip
+            commands.append(("evalsha", args, {}))
         self.stats.flushes += 1
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await redis_batch(self.client, commands)
         except (RedisError, OSError) as e:  # OSError covers TimeoutError
+            metrics.REDIS_ERRORS.labels("ingest").inc()
             _log(logging.WARNING, "flush_failed", None, error=repr(e), symbols=len(batch))
             for item in batch:
                 self._requeue(item)
@@ -310,10 +322,13 @@ class StreamWriter:
                 self._drop(tenure, "append refused: stale fencing token")
             elif isinstance(result, Exception):
                 ok = False
+                metrics.REDIS_ERRORS.labels("ingest").inc()
                 _log(logging.WARNING, "append_failed", tenure.symbol, error=repr(result))
                 self._requeue(item)
             else:
-                self.stats.appended += len(item.events) + (1 if item.dropped else 0)
+                appended = len(item.events) + (1 if item.dropped else 0)
+                self.stats.appended += appended
+                metrics.EVENTS_APPENDED.labels(tenure.symbol).inc(appended)
                 symbol = tenure.symbol
                 if symbol in self._resync_after_flush and self._tenures.get(symbol) == tenure:
                     self._resync_after_flush.discard(symbol)

@@ -1,6 +1,12 @@
 """Checkpoints of the analytics fold: the whole state and the last applied stream id, so a
 new owner re-folds only what came after it. msgpack; a checkpoint written under other
-parameters (window lengths, depth) is not used, since its windows mean something else."""
+parameters (window lengths, depth) or by another version is not used, since its windows mean
+something else: the new owner folds from the stream's start instead.
+
+Everything the fold keeps is in it (book, windows, the level-quantity window, the profile's
+buckets, the anomaly trackers), so a resumed fold continues exactly where the old one stood:
+a run with takeovers projects the same derived report as one uninterrupted fold.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,20 @@ import dataclasses
 import msgspec
 
 from context8.events import Level, Ticker, Trade
+from processors.anomalies import IcebergState, SpoofState
 from processors.fold import AnalyticsParams, AnalyticsState, new_state
+from processors.profile import ProfileState
 from processors.windows import WindowState
 
 __all__ = ["CHECKPOINT_VERSION", "decode_checkpoint", "encode_checkpoint"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+_NS_PER_S = 1_000_000_000
 
 
 class _Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     version: int
-    params: dict[str, float]
+    params: dict[str, int | float]
     last_id: str
     events_folded: int
     price_precision: int
@@ -29,15 +38,22 @@ class _Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     ingest_status: str
     gaps: int
     clock_ns: int
+    book_ts: int
     last_ts_event: int
     bids: list[Level]
     asks: list[Level]
     ticker: Ticker | None
     last_trade: Trade | None
+    last_trade_id: int
     rate: WindowState
     flow: WindowState
     depth_baseline: WindowState
-    depth_sampled_s: int
+    spread_baseline: WindowState
+    sampled_s: int
+    quantities: list[int]
+    profile: ProfileState
+    spoof: SpoofState
+    icebergs: IcebergState
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -59,15 +75,22 @@ def encode_checkpoint(state: AnalyticsState) -> bytes:
             ingest_status=state.ingest_status,
             gaps=state.gaps,
             clock_ns=state.clock_ns,
+            book_ts=state.book_ts,
             last_ts_event=state.last_ts_event,
             bids=bids,
             asks=asks,
             ticker=state.ticker,
             last_trade=state.last_trade,
+            last_trade_id=state.last_trade_id,
             rate=state.rate.to_state(),
             flow=state.flow.to_state(),
             depth_baseline=state.depth_baseline.to_state(),
-            depth_sampled_s=state.depth_sampled_s,
+            spread_baseline=state.spread_baseline.to_state(),
+            sampled_s=state.sampled_s,
+            quantities=state.quantities.to_state(),
+            profile=state.profile.to_state(),
+            spoof=state.spoof.to_state(),
+            icebergs=state.icebergs.to_state(),
         )
     )
 
@@ -92,11 +115,20 @@ def decode_checkpoint(payload: bytes, params: AnalyticsParams) -> AnalyticsState
     state.ingest_status = ckpt.ingest_status
     state.gaps = ckpt.gaps
     state.clock_ns = ckpt.clock_ns
+    state.book_ts = ckpt.book_ts
     state.last_ts_event = ckpt.last_ts_event
     state.ticker = ckpt.ticker
     state.last_trade = ckpt.last_trade
+    state.last_trade_id = ckpt.last_trade_id
     state.rate.load_state(ckpt.rate)
     state.flow.load_state(ckpt.flow)
     state.depth_baseline.load_state(ckpt.depth_baseline)
-    state.depth_sampled_s = ckpt.depth_sampled_s
+    state.spread_baseline.load_state(ckpt.spread_baseline)
+    state.sampled_s = ckpt.sampled_s
+    state.next_sample_ns = (ckpt.sampled_s + 1) * _NS_PER_S
+    state.quantities.load_state(ckpt.quantities)
+    state.profile.load_state(ckpt.profile)
+    state.spoof.load_state(ckpt.spoof)
+    state.icebergs.load_state(ckpt.icebergs)
+    state.refresh_thresholds()
     return state

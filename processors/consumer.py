@@ -1,12 +1,14 @@
-"""One symbol's tenure on a processor node: read ``md:{SYM}`` through the kind's consumer
-group, fold, and publish the report, all under the symbol's fenced lease.
+"""One symbol's tenure of one processor kind on a node: read ``md:{SYM}``, fold it with the
+kind, and write the kind's projections, all under the symbol's fenced lease of that kind.
 
-Acquire the lease -> load the checkpoint -> re-fold the stream after it -> read new entries,
-fold, publish (with a checkpoint at least every second) -> on hand-off, a final report and
-checkpoint, then release.
+Acquire the lease -> load the checkpoint (or start where the kind's new groups start) ->
+re-fold the stream after it -> read new entries, fold, publish (with a checkpoint at least
+every second) -> on hand-off, a final publish and checkpoint, then release.
 Publishing follows the events: a folded batch is published at once unless the last publish
 is younger than ``min_publish_ms`` (then when it is that old), and at least every
-``report_period_ms``. A refused (fenced) write ends the tenure at once.
+``report_period_ms``. The kind's slow cycle runs with a publish once ``slow_period_ms`` has
+passed since the last one began (an overrunning one delays the next: skipped, not queued).
+A refused (fenced) write ends the tenure at once.
 """
 
 from __future__ import annotations
@@ -14,27 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
-import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from context8 import keys, metrics
 from context8.config import Settings
 from context8.events import ENTRY_FIELD, DecodeError, decode_event
 from context8.logs import log_event
+from context8.redis_client import AnyAsyncRedis, batch
 from coordination.lease import LeaseScripts, StaleTenureError, Tenure, acquire, release, renew
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import AnalyticsParams, AnalyticsState, fold, new_state
-from processors.project import build_report
+from processors.kind import Kind, ProjectionContext, StartAt, decode_envelope, encode_envelope
 from projections.report import Writer
-from projections.writer import ProjectionScripts, queue_report, raise_refusals
+from projections.writer import ProjectionScripts, Put, raise_refusals, write_commands
 
-__all__ = ["KIND", "Consumer", "hold_symbol"]
+__all__ = ["Consumer", "hold_symbol"]
 
-KIND = "analytics"
 _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
 _RETRY_S = 0.5
@@ -45,18 +46,22 @@ _CANCEL_GRACE_S = 0.05
 _MAX_BLOCK_MS = 1000
 """Reads block at most this long (well under the client's socket timeout)."""
 _CHECKPOINT_EVERY_S = 1.0
+_RATE_WINDOW_S = 10.0
 
 log = logging.getLogger("context8.processor")
 
 
 @dataclass(slots=True)
 class Consumer:
-    """What every tenure of a node shares."""
+    """What every tenure of one kind on a node shares."""
 
     settings: Settings
-    client: Redis
+    client: AnyAsyncRedis
     leases: LeaseScripts
     projections: ProjectionScripts
+    kind: Kind[Any]
+    start: StartAt
+    """Where this kind starts a symbol it has no checkpoint of."""
     held_since: dict[str, float] = field(default_factory=dict)
     """Symbol -> monotonic time its current tenure began."""
 
@@ -66,13 +71,30 @@ DeadLetter = tuple[str, dict[str, bytes | str]]
 
 
 @dataclass(slots=True)
+class Folded:
+    """A kind's state and where in the stream it stands."""
+
+    state: Any
+    last_id: str = "0-0"
+    events_folded: int = 0
+    last_event_ns: int = 0
+    lag_ms: int = 0
+    """Stream time (ms) between the last entry folded and the stream's end, 0 once a read
+    found nothing more."""
+
+
+@dataclass(slots=True)
 class _Tenancy:
     tenure: Tenure
-    state: AnalyticsState
+    folded: Folded
     dead: list[DeadLetter] = field(default_factory=list)
     """(entry id, fields) of entries that could not be folded, written with the next publish."""
     last_publish: float = 0.0
     last_checkpoint: float = 0.0
+    next_slow: float = 0.0
+    slow: object | None = None
+    publishes: deque[float] = field(default_factory=deque)
+    """When the last publishes went out (the publish-rate window)."""
     dirty: bool = True
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,25 +102,26 @@ class _Tenancy:
 
 async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> None:
     """Acquire ``symbol`` (polling while another node still holds it) and serve the tenure
-    until it is lost, or until ``handoff`` is set: then a final report and checkpoint go out
+    until it is lost, or until ``handoff`` is set: then a final publish and checkpoint go out
     and the lease is released. Hand-off is cooperative (an event, not task cancellation),
     so the final writes never race a half-cancelled Redis call."""
+    role = node.kind.name
     ttl = node.settings.lease_ttl_ms
     waiting_since = time.monotonic()
     tenure = None
-    state: AnalyticsState | None = None
+    folded: Folded | None = None
     while not handoff.is_set():
         try:
-            tenure = await acquire(node.leases, KIND, symbol, node.settings.node_id, ttl)
+            tenure = await acquire(node.leases, role, symbol, node.settings.node_id, ttl)
             if tenure is not None:
                 break
             # While the old owner still holds it, fold ahead (reading needs no lease; the
             # fold is deterministic, so this state equals the old owner's): once the lease
             # is ours only the last few entries remain before the first publish.
-            state = state or await _load_state(node, symbol)
-            await _catch_up(node, state, keys.stream_key(symbol), [])
+            folded = folded or await _load(node, symbol)
+            await _catch_up(node, folded, keys.stream_key(symbol), [])
         except RedisError as e:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
+            metrics.REDIS_ERRORS.labels(role).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
             await asyncio.sleep(_RETRY_S)
             continue
@@ -108,20 +131,21 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
         await _wait(handoff, _ACQUIRE_POLL_SLOW_S if slow else _ACQUIRE_POLL_S)
     if tenure is None:
         return
-    log_event(log, "lease_acquired", token=tenure.token, symbol=symbol)
+    log_event(log, "lease_acquired", token=tenure.token, symbol=symbol, kind=role)
     node.held_since[symbol] = time.monotonic()
-    metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.held_since))
+    metrics.SYMBOLS_ASSIGNED.labels(role).set(len(node.held_since))
     try:
-        await _serve_tenure(node, tenure, state or await _load_state(node, symbol), handoff)
+        await _serve_tenure(node, tenure, folded or await _load(node, symbol), handoff)
     except StaleTenureError as e:
-        metrics.LEASE_CONFLICTS.labels(KIND).inc()
-        log_event(log, "lease_refused", str(e), level=logging.WARNING, symbol=symbol)
+        metrics.LEASE_CONFLICTS.labels(role).inc()
+        log_event(log, "lease_refused", str(e), level=logging.WARNING, symbol=symbol, kind=role)
     finally:
         node.held_since.pop(symbol, None)
-        metrics.SYMBOLS_ASSIGNED.labels(KIND).set(len(node.held_since))
+        metrics.SYMBOLS_ASSIGNED.labels(role).set(len(node.held_since))
+        metrics.forget_symbol(role, symbol, report=node.kind.indexed)
         with contextlib.suppress(RedisError):
             await release(node.leases, tenure)
-        log_event(log, "lease_released", token=tenure.token, symbol=symbol)
+        log_event(log, "lease_released", token=tenure.token, symbol=symbol, kind=role)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -129,23 +153,38 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         await asyncio.wait_for(event.wait(), timeout_s)
 
 
-async def _load_state(node: Consumer, symbol: str) -> AnalyticsState:
-    """The symbol's checkpoint, or a fresh state to fold the stream from its start."""
-    params = AnalyticsParams()
-    stored = await node.client.get(keys.checkpoint_key(KIND, symbol))
-    return (decode_checkpoint(stored, params) if stored else None) or new_state(params)
+async def _load(node: Consumer, symbol: str) -> Folded:
+    """The symbol's checkpoint, or a fresh state positioned where the kind starts."""
+    kind = node.kind
+    stored = await node.client.get(keys.checkpoint_key(kind.name, symbol))
+    resumed = decode_envelope(kind, stored) if stored else None
+    if resumed is not None:
+        state, last_id, events_folded, last_event_ns = resumed
+        log_event(log, "checkpoint_loaded", last_id=last_id, symbol=symbol, kind=kind.name)
+        return Folded(state, last_id, events_folded, last_event_ns)
+    return Folded(kind.new_state(), await _start_id(node.client, symbol, node.start))
+
+
+async def _start_id(client: AnyAsyncRedis, symbol: str, start: StartAt) -> str:
+    """The id after which a fold that starts at ``start`` reads."""
+    if start == "begin":
+        return "0-0"
+    if start == "live":
+        newest = await client.xrevrange(keys.stream_key(symbol), count=1)
+        return newest[0][0].decode() if newest else "0-0"
+    return f"{int(start) - 1}-18446744073709551615" if int(start) > 0 else "0-0"
 
 
 async def _serve_tenure(
-    node: Consumer, tenure: Tenure, state: AnalyticsState, handoff: asyncio.Event
+    node: Consumer, tenure: Tenure, folded: Folded, handoff: asyncio.Event
 ) -> None:
-    tenancy = _Tenancy(tenure, state)
+    tenancy = _Tenancy(tenure, folded)
     stream = keys.stream_key(tenure.symbol)
     renewer = asyncio.create_task(_keep_lease(node, tenancy))
     try:
-        await _catch_up(node, tenancy.state, stream, tenancy.dead)
+        await _catch_up(node, folded, stream, tenancy.dead)
         tenancy.dirty = True
-        await _ensure_group(node.client, stream, tenancy.state.last_id)
+        await _ensure_group(node.client, stream, node.kind.name, folded.last_id)
         await _publish(node, tenancy)
         await _follow(node, tenancy, stream, handoff)
         await _publish(node, tenancy, final=True)
@@ -157,12 +196,12 @@ async def _serve_tenure(
         await asyncio.wait({renewer}, timeout=_CANCEL_GRACE_S * 20)
 
 
-async def _ensure_group(client: Redis, stream: str, start_id: str) -> None:
+async def _ensure_group(client: AnyAsyncRedis, stream: str, group: str, start_id: str) -> None:
     """The kind's consumer group records how far the kind has folded the stream (its cursor
     is moved with every publish), so operators see each kind's lag; created where this fold
     stands if missing."""
     try:
-        await client.xgroup_create(stream, KIND, id=start_id, mkstream=True)
+        await client.xgroup_create(stream, group, id=start_id, mkstream=True)
     except ResponseError as e:
         if "BUSYGROUP" not in str(e):
             raise
@@ -180,22 +219,21 @@ async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
                 break
             expires = time.monotonic() + ttl / 1000
         except RedisError:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
+            metrics.REDIS_ERRORS.labels(node.kind.name).inc()
             if time.monotonic() >= expires:
                 break
     tenancy.lost.set()
 
 
-async def _catch_up(
-    node: Consumer, state: AnalyticsState, stream: str, dead: list[DeadLetter]
-) -> None:
-    """Fold the stream after where ``state`` stands (all of it for a fresh state)."""
+async def _catch_up(node: Consumer, folded: Folded, stream: str, dead: list[DeadLetter]) -> None:
+    """Fold the stream after where ``folded`` stands, at full speed."""
     while True:
-        start = "-" if state.last_id == "0-0" else "(" + state.last_id
+        start = "-" if folded.last_id == "0-0" else "(" + folded.last_id
         entries = await node.client.xrange(stream, min=start, count=_READ_COUNT)
         if not entries:
+            folded.lag_ms = 0
             return
-        _fold_entries(state, stream, entries, dead)
+        _fold_entries(node.kind, folded, entries, dead)
 
 
 async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: asyncio.Event) -> None:
@@ -205,6 +243,7 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
     (XREADGROUP ">"): a stale owner's last read could otherwise take entries the new owner
     would never see. Redis errors are retried for as long as the lease holds."""
     settings = node.settings
+    role = node.kind.name
     stop_waiters = {
         asyncio.create_task(handoff.wait()),
         asyncio.create_task(tenancy.lost.wait()),
@@ -221,7 +260,7 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
                     continue
                 read = asyncio.create_task(
                     node.client.xread(
-                        {stream: tenancy.state.last_id},
+                        {stream: tenancy.folded.last_id},
                         count=_READ_COUNT,
                         block=min(remaining_ms, _MAX_BLOCK_MS),
                     )
@@ -235,10 +274,10 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
                     read.add_done_callback(_consume_outcome)
                     continue
                 for _stream, entries in read.result() or ():
-                    if _fold_entries(tenancy.state, stream, entries, tenancy.dead):
+                    if _fold_entries(node.kind, tenancy.folded, entries, tenancy.dead):
                         tenancy.dirty = True
             except RedisError as e:
-                metrics.REDIS_ERRORS.labels(KIND).inc()
+                metrics.REDIS_ERRORS.labels(role).inc()
                 log_event(log, "redis_error", str(e), level=logging.WARNING,
                           symbol=tenancy.tenure.symbol)  # fmt: skip
                 await asyncio.sleep(_RETRY_S)
@@ -253,73 +292,128 @@ def _consume_outcome(task: asyncio.Task[object]) -> None:
 
 
 def _fold_entries(
-    state: AnalyticsState,
-    stream: str,
+    kind: Kind[Any],
+    folded: Folded,
     entries: list[tuple[bytes, dict[bytes, bytes]]],
     dead: list[DeadLetter],
 ) -> int:
-    """Fold ``entries`` of ``stream``; those that cannot be folded join ``dead``. Returns how
+    """Fold ``entries``; those that cannot be folded join ``dead``. Returns how
     many were folded."""
-    folded = 0
+    count = 0
+    fold, state = kind.fold, folded.state
+    last_event_ns = folded.last_event_ns
     for raw_id, entry in entries:
         entry_id = raw_id.decode()
         payload = entry.get(ENTRY_FIELD)
         try:
             if payload is None:
                 raise DecodeError(f"entry has no {ENTRY_FIELD!r} field")
-            fold(state, decode_event(payload), entry_id)
-            folded += 1
-        except (DecodeError, ValueError) as e:
-            # Never stop on one entry: it goes to the dead letters, the fold goes on.
-            dead.append((entry_id, {"group": KIND, "error": str(e), "payload": payload or b""}))
-            state.last_id = entry_id
-    metrics.EVENTS_FOLDED.labels(KIND, stream).inc(folded)
-    return folded
+            event = decode_event(payload)
+            fold(state, event, entry_id)
+            count += 1
+            last_event_ns = max(last_event_ns, event.ts_event)
+        except Exception as e:  # a kind's fold is plug-in code
+            # Never stop on one entry: it goes to the dead letters, the fold goes on. A
+            # ValueError is the documented refusal; anything else is a kind's bug, which must
+            # not stop the symbol either (it would fail on the same entry at every restart).
+            error = str(e) if isinstance(e, DecodeError | ValueError) else repr(e)
+            dead.append((entry_id, {"group": kind.name, "error": error, "payload": payload or b""}))
+        folded.last_id = entry_id
+    folded.events_folded += count
+    folded.last_event_ns = last_event_ns
+    if len(entries) < _READ_COUNT:
+        folded.lag_ms = 0
+    else:
+        newest_ms = int(folded.last_id.partition("-")[0])
+        folded.lag_ms = max(0, time.time_ns() // 1_000_000 - newest_ms)
+    metrics.EVENTS_FOLDED.labels(kind.name).inc(count)
+    return count
 
 
 async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) -> None:
-    tenancy.last_publish = time.monotonic()
-    if not tenancy.state.events_folded:
+    kind = node.kind
+    folded = tenancy.folded
+    tenancy.last_publish = started = time.monotonic()
+    if not folded.events_folded:
         tenancy.dirty = False
         return  # nothing to say yet: the symbol stays unlisted rather than "down" since 1970
     tenure = tenancy.tenure
     symbol = tenure.symbol
+    if kind.slow is not None and started >= tenancy.next_slow and not final:
+        tenancy.slow = kind.slow(folded.state)
+        took = time.monotonic() - started
+        period = node.settings.slow_period_ms / 1000
+        # skipped, not queued: after an overrun the next one starts a whole period later
+        tenancy.next_slow = started + period * max(1, math.ceil(took / period))
+        metrics.CALC_LATENCY_MS.labels(kind.name, "slow").observe(took * 1000)
     now_ms = time.time_ns() // 1_000_000
-    report = build_report(
-        tenancy.state,
-        instrument_id=symbol,
+    projected = time.monotonic()
+    context = ProjectionContext(
+        symbol=symbol,
         writer=Writer(nodeId=tenure.node_id, writerToken=tenure.token),
         now_ms=now_ms,
+        slow=tenancy.slow,
     )
-    checkpoint_due = final or time.monotonic() - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S
-    report_json = msgspec.json.encode(report)
-    checkpoint = encode_checkpoint(tenancy.state) if checkpoint_due else None
+    writes = kind.project(folded.state, context)
+    checkpoint_due = final or started - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S
+    if checkpoint_due:
+        writes.append(
+            Put(
+                keys.checkpoint_key(kind.name, symbol),
+                encode_envelope(
+                    kind,
+                    folded.state,
+                    last_id=folded.last_id,
+                    events_folded=folded.events_folded,
+                    last_event_ns=folded.last_event_ns,
+                ),
+            )
+        )
+    metrics.CALC_LATENCY_MS.labels(kind.name, "fast").observe((time.monotonic() - projected) * 1000)
+    stream = keys.stream_key(symbol)
+    commands = write_commands(node.projections, tenure, writes,
+                              indexed_at_ms=now_ms if kind.indexed else None)  # fmt: skip
+    fenced = len(commands)
+    commands.append(("xgroup_setid", (stream, kind.name, folded.last_id), {}))
+    if checkpoint_due and kind.indexed:
+        commands.append(("xlen", (stream,), {}))  # the stream's length, once a second
+    for entry_id, fields in tenancy.dead:
+        # the entry's own id: written once, however many owners and kinds meet it
+        options = {"id": entry_id, "maxlen": _DEAD_LETTER_MAXLEN, "approximate": True}
+        commands.append(("xadd", (keys.dead_letter_key(symbol), fields), options))
     for attempt in (1, 2):
-        async with node.client.pipeline(transaction=False) as pipe:
-            queue_report(pipe, node.projections, tenure, report_json=report_json,
-                         ttl_ms=node.settings.cache_ttl_sec * 1000, updated_at_ms=now_ms,
-                         checkpoint=checkpoint)  # fmt: skip
-            pipe.xgroup_setid(keys.stream_key(symbol), KIND, tenancy.state.last_id)
-            for entry_id, fields in tenancy.dead:
-                # the entry's own id: written once, however many owners meet it
-                pipe.xadd(keys.dead_letter_key(symbol), fields, id=entry_id,
-                          maxlen=_DEAD_LETTER_MAXLEN, approximate=True)  # fmt: skip
-            results = await pipe.execute(raise_on_error=False)
+        results = await batch(node.client, commands)
         try:
-            raise_refusals(results[:2])
+            raise_refusals(results[:fenced])
             break
         except NoScriptError:
             if attempt == 2:
                 raise
             await node.projections.load()  # Redis restarted or its script cache was flushed
+    if kind.published is not None:
+        kind.published(folded.state)
     if tenancy.dead:
-        metrics.DEAD_LETTERS.labels(KIND).inc(len(tenancy.dead))
-        log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol)
+        metrics.DEAD_LETTERS.labels(kind.name).inc(len(tenancy.dead))
+        log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol, kind=kind.name)
         tenancy.dead.clear()
     if checkpoint_due:
-        tenancy.last_checkpoint = tenancy.last_publish
+        tenancy.last_checkpoint = started
     tenancy.dirty = False
+    metrics.CONSUMER_LAG.labels(kind.name, symbol).set(folded.lag_ms)
+    if kind.indexed:
+        _report_metrics(tenancy, symbol, now_ms, folded.last_event_ns // 1_000_000)
+        if checkpoint_due and isinstance(results[fenced + 1], int):
+            metrics.STREAM_LENGTH.labels(symbol).set(results[fenced + 1])
+
+
+def _report_metrics(tenancy: _Tenancy, symbol: str, now_ms: int, last_event_ms: int) -> None:
     metrics.REPORTS_PUBLISHED.labels(symbol).inc()
-    metrics.DATA_AGE_MS.labels(symbol).set(report.data_age_ms)
-    if report.stream.last_event_ts_ms:
-        metrics.PUBLISH_LATENCY_MS.observe(now_ms - report.stream.last_event_ts_ms)
+    metrics.DATA_AGE_MS.labels(symbol).set(max(0, now_ms - last_event_ms))
+    if last_event_ms:
+        metrics.PUBLISH_LATENCY_MS.observe(now_ms - last_event_ms)
+    publishes = tenancy.publishes
+    publishes.append(tenancy.last_publish)
+    while publishes[0] < tenancy.last_publish - _RATE_WINDOW_S:
+        publishes.popleft()
+    span = min(_RATE_WINDOW_S, max(tenancy.last_publish - publishes[0], 1.0))
+    metrics.REPORT_PUBLISH_RATE.labels(symbol).set(round(len(publishes) / span, 3))

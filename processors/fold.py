@@ -3,35 +3,36 @@
 Time inside the fold is event time only (the venue's ``ts_event``): replaying a prefix of a
 stream gives the same state, whatever the wall clock did. ``fold`` mutates the state in place
 for speed; nothing else mutates it.
+
+Per event the work is O(levels changed): the book, the running windows, and the anomaly
+trackers of the prices an event touches. Once per event-time second (at the first event of a
+new second) the book is sampled: top-N depth, the level-quantity window, the spread. All
+scanning (walls, vacuums, the volume profile, the detectors) is left to the slow cycle
+(``processors.slow.compute_slow``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from context8.events import BookDelta, BookSnapshot, Event, Status, Ticker, Trade
-from processors.book import Book
-from processors.windows import Window
+from processors.anomalies import IcebergTracker, SpoofTracker
+from processors.book import NEVER, Book, Watch
+from processors.liquidity import thresholds
+from processors.params import AnalyticsParams, analytics_params
+from processors.profile import ProfileWindow
+from processors.windows import QuantityWindow, Window
 
-__all__ = ["AnalyticsParams", "AnalyticsState", "fold", "new_state"]
+__all__ = ["AnalyticsParams", "AnalyticsState", "analytics_params", "fold", "new_state"]
 
 _NS_PER_S = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnalyticsParams:
-    depth_levels: int = 20
-    rate_window_s: int = 10
-    flow_window_s: int = 30
-    depth_baseline_window_s: int = 300
-    spread_good_bps: float = 2.0
-    spread_bad_bps: float = 50.0
 
 
 @dataclass(slots=True, kw_only=True)
 class AnalyticsState:
     params: AnalyticsParams
-    book: Book = field(default_factory=Book)
+    book: Book = field(init=False)
     price_precision: int = 0
     size_precision: int = 0
     update_id: int = 0
@@ -43,11 +44,15 @@ class AnalyticsState:
     gaps: int = 0
     clock_ns: int = 0
     """Event clock: the latest venue time folded so far."""
+    book_ts: int = 0
+    """Venue time of the last book change applied (snapshot or delta)."""
     last_ts_event: int = 0
     events_folded: int = 0
     last_id: str = "0-0"
     ticker: Ticker | None = None
     last_trade: Trade | None = None
+    last_trade_id: int = -1
+    """``last_trade``'s id as a number (-1: none, or not numeric)."""
     rate: Window = field(init=False)
     """Events and trades over the rate window."""
     flow: Window = field(init=False)
@@ -55,13 +60,40 @@ class AnalyticsState:
     depth_baseline: Window = field(init=False)
     """Top-N depth (both sides, base qty) sampled once per event-time second, and the count
     of samples: the recent mean that the depth health component compares against."""
-    depth_sampled_s: int = field(init=False, default=-1)
+    spread_baseline: Window = field(init=False)
+    """Spread (ask - bid, fixed point) sampled once per event-time second, and the count."""
+    sampled_s: int = -1
+    """The event-time second the book was last sampled in."""
+    next_sample_ns: int = 0
+    """Where the second after ``sampled_s`` starts (derived)."""
+    quantities: QuantityWindow = field(init=False)
+    """The level-quantity window the wall and thin thresholds come from."""
+    profile: ProfileWindow = field(init=False)
+    spoof: SpoofTracker = field(init=False)
+    icebergs: IcebergTracker = field(init=False)
+    watch: Watch = field(init=False)
+    """What the book reports back per delta: watched spoof candidates, and levels at or
+    above the wall threshold (``watch.min_qty``, derived from ``quantities``)."""
 
     def __post_init__(self) -> None:
         p = self.params
-        self.rate = Window(p.rate_window_s * _NS_PER_S, _NS_PER_S // 10, 2)
-        self.flow = Window(p.flow_window_s * _NS_PER_S, _NS_PER_S // 10, 2)
-        self.depth_baseline = Window(p.depth_baseline_window_s * _NS_PER_S, _NS_PER_S, 2)
+        self.book = Book(p.book_max_levels)
+        self.rate = Window(p.rate_window_s * _NS_PER_S, _NS_PER_S // 10)
+        self.flow = Window(p.flow_window_s * _NS_PER_S, _NS_PER_S // 10)
+        self.depth_baseline = Window(p.depth_baseline_window_s * _NS_PER_S, _NS_PER_S)
+        self.spread_baseline = Window(p.spread_mean_window_s * _NS_PER_S, _NS_PER_S)
+        self.quantities = QuantityWindow(p.level_window_size)
+        self.profile = ProfileWindow(p.profile_window_min, p.profile_bin_ticks)
+        self.spoof = SpoofTracker(p.spoof_max_records)
+        self.icebergs = IcebergTracker(
+            p.iceberg_max_tracked, p.iceberg_tolerance, p.iceberg_window_s * _NS_PER_S
+        )
+        self.watch = Watch(self.spoof.bids, self.spoof.asks)
+
+    def refresh_thresholds(self) -> None:
+        """Derive the wall threshold the book watches for from the level-quantity window."""
+        limits = thresholds(self.quantities, self.params)
+        self.watch.min_qty = NEVER if limits is None else limits.large_qty
 
 
 def new_state(params: AnalyticsParams | None = None) -> AnalyticsState:
@@ -70,81 +102,156 @@ def new_state(params: AnalyticsParams | None = None) -> AnalyticsState:
 
 def fold(state: AnalyticsState, event: Event, entry_id: str) -> None:
     """Fold one event; raises ValueError (state unchanged) for an event it cannot use."""
-    if isinstance(event, Ticker):
-        _check_numbers(event)
-    elif isinstance(event, Trade) and _repeated(state.last_trade, event):
+    kind = type(event)
+    apply = _APPLY.get(kind)
+    if apply is None:
+        raise ValueError(f"{kind.__name__} is not an event the analytics fold knows")
+    check = _CHECK.get(kind)
+    if check is not None and not check(state, event):
         state.last_id = entry_id
-        return  # an append retried after a timeout: the venue's trade ids only grow
+        return
     ts = event.ts_event
-    state.clock_ns = max(state.clock_ns, ts)
+    if ts > state.clock_ns:
+        state.clock_ns = ts
     state.last_ts_event = ts
     state.events_folded += 1
     state.last_id = entry_id
-    is_trade = 0
-    match event:
-        case BookDelta():
-            _apply_delta(state, event)
-        case Trade():
-            is_trade = 1
-            state.last_trade = event
-            if not state.synced:  # volumes need the precision before the first book arrives
-                state.price_precision = event.price_precision
-                state.size_precision = event.size_precision
-            buy = event.qty if event.aggressor == "buy" else 0
-            state.flow.add(ts, (buy, event.qty - buy))
-        case BookSnapshot():
-            state.book.load(event.bids, event.asks)
-            state.price_precision = event.price_precision
-            state.size_precision = event.size_precision
-            state.update_id = event.update_id
-            state.synced = True
-        case Ticker():
-            state.ticker = event
-        case Status():
-            state.ingest_status = event.status
-            if event.status == "gap":
-                # Until the next snapshot the book is known to be wrong: show none at all.
-                state.gaps += 1
-                state.synced = False
-                state.book.clear()
-    state.rate.add(ts, (1, is_trade))
-    _sample_depth(state)
+    apply(state, event)
+    state.rate.add(ts, 1, kind is Trade)
+    if state.clock_ns >= state.next_sample_ns:
+        _sample(state)
 
 
-def _repeated(last: Trade | None, trade: Trade) -> bool:
-    if last is None or not (trade.trade_id.isdigit() and last.trade_id.isdigit()):
-        return False
-    return int(trade.trade_id) <= int(last.trade_id)
+def _check_trade(state: AnalyticsState, trade: Trade) -> bool:
+    """False for a trade already folded (an append retried after a timeout: the venue's
+    trade ids only grow); ValueError for one that is not a trade."""
+    if trade.price <= 0 or trade.qty <= 0:
+        raise ValueError(f"trade {trade.trade_id}: price and qty must be positive")
+    if trade.trade_id.isdigit() and len(trade.trade_id) <= 18:  # fits the checkpoint's int64
+        number = int(trade.trade_id)
+        if number <= state.last_trade_id:
+            return False
+        state.last_trade_id = number
+    else:
+        state.last_trade_id = -1
+    return True
 
 
-def _check_numbers(ticker: Ticker) -> None:
+def _check_ticker(state: AnalyticsState, ticker: Ticker) -> bool:
     """A ticker whose figures are not numbers is refused here (ValueError: the entry goes to
     the dead letters), not later when a report is built from it."""
     for value in (ticker.last_price, ticker.open_price, ticker.high_price, ticker.low_price,
                   ticker.volume, ticker.quote_volume, ticker.price_change_pct):  # fmt: skip
         float(value)
+    return True
+
+
+def _check_snapshot(state: AnalyticsState, snapshot: BookSnapshot) -> bool:
+    """Quantities are venue totals: never negative (a delta's are not checked: that would
+    cost a pass over its levels, and ingest writes only what the venue sent)."""
+    if any(q < 0 for _, q in snapshot.bids) or any(q < 0 for _, q in snapshot.asks):
+        raise ValueError("book snapshot with a negative quantity")
+    return True
 
 
 def _apply_delta(state: AnalyticsState, delta: BookDelta) -> None:
     if not state.synced or delta.last_update_id <= state.update_id:
         return  # before the first snapshot, or already contained in it
     if delta.first_update_id > state.update_id + 1:
-        # A hole in the log that ingest did not announce: same treatment as a gap event.
-        state.gaps += 1
-        state.synced = False
-        state.book.clear()
+        _lose_book(state)  # a hole in the log that ingest did not announce: as a gap
         return
-    state.book.apply(delta.bids, delta.asks)
+    watch = state.watch
+    state.book.apply(delta.bids, delta.asks, watch)
+    if watch.changes:
+        p = state.params
+        state.spoof.on_changes(watch.changes, state.book, state.clock_ns, watch.min_qty,
+                               p.spoof_distance_spreads, p.liquidity_levels)  # fmt: skip
+        watch.changes.clear()
     state.update_id = delta.last_update_id
+    state.book_ts = delta.ts_event
     state.price_precision = delta.price_precision
     state.size_precision = delta.size_precision
 
 
-def _sample_depth(state: AnalyticsState) -> None:
-    second = state.clock_ns // _NS_PER_S
-    if second == state.depth_sampled_s or not state.synced:
-        return
-    state.depth_sampled_s = second
-    n = state.params.depth_levels
-    depth = sum(q for _, q in state.book.top_bids(n)) + sum(q for _, q in state.book.top_asks(n))
-    state.depth_baseline.add(state.clock_ns, (depth, 1))
+def _apply_trade(state: AnalyticsState, trade: Trade) -> None:
+    state.last_trade = trade
+    if not state.synced:  # volumes need the precision before the first book arrives
+        state.price_precision = trade.price_precision
+        state.size_precision = trade.size_precision
+    price, qty, clock = trade.price, trade.qty, state.clock_ns
+    # A buyer lifts the asks, a seller hits the bids.
+    resting_bid = trade.aggressor != "buy"
+    if resting_bid:
+        state.flow.add(trade.ts_event, 0, qty)
+        visible = state.book.bids.get(price, 0)
+    else:
+        state.flow.add(trade.ts_event, qty, 0)
+        visible = state.book.asks.get(price, 0)
+    state.profile.add(clock, price, qty)
+    state.icebergs.on_trade(resting_bid, visible, price, qty, clock)
+    state.spoof.on_trade(resting_bid, price, qty)
+
+
+def _apply_snapshot(state: AnalyticsState, snapshot: BookSnapshot) -> None:
+    state.book.load(snapshot.bids, snapshot.asks)
+    state.spoof.forget_absent(state.book)
+    state.price_precision = snapshot.price_precision
+    state.size_precision = snapshot.size_precision
+    state.update_id = snapshot.update_id
+    state.book_ts = snapshot.ts_event
+    state.synced = True
+
+
+def _apply_ticker(state: AnalyticsState, ticker: Ticker) -> None:
+    state.ticker = ticker
+
+
+def _apply_status(state: AnalyticsState, status: Status) -> None:
+    state.ingest_status = status.status
+    if status.status == "gap":
+        _lose_book(state)  # until the next snapshot the book is known to be wrong: show none
+
+
+def _lose_book(state: AnalyticsState) -> None:
+    state.gaps += 1
+    state.synced = False
+    state.book.clear()
+    state.spoof.forget_absent(state.book)
+    state.icebergs.clear()
+
+
+_APPLY: dict[type, Callable[[AnalyticsState, Event], None]] = {
+    BookDelta: _apply_delta,
+    Trade: _apply_trade,
+    BookSnapshot: _apply_snapshot,
+    Ticker: _apply_ticker,
+    Status: _apply_status,
+}
+_CHECK: dict[type, Callable[[AnalyticsState, Event], bool]] = {
+    Trade: _check_trade,
+    Ticker: _check_ticker,
+    BookSnapshot: _check_snapshot,
+}
+
+
+def _sample(state: AnalyticsState) -> None:
+    """Once per event-time second: the book's top levels into the depth baseline and the
+    level-quantity window, the spread into its baseline; expired trackers out."""
+    clock = state.clock_ns
+    state.sampled_s = clock // _NS_PER_S
+    state.next_sample_ns = (state.sampled_s + 1) * _NS_PER_S
+    p = state.params
+    if state.synced:
+        book = state.book
+        n = max(p.depth_levels, p.liquidity_levels)
+        bids, asks = book.top_bids(n), book.top_asks(n)
+        depth = sum(q for _, q in bids[: p.depth_levels])
+        depth += sum(q for _, q in asks[: p.depth_levels])
+        state.depth_baseline.add(clock, depth, 1)
+        state.quantities.extend(q for _, q in bids[: p.liquidity_levels])
+        state.quantities.extend(q for _, q in asks[: p.liquidity_levels])
+        state.refresh_thresholds()
+        if bids and asks:
+            state.spread_baseline.add(clock, asks[0][0] - bids[0][0], 1)
+    state.icebergs.expire(state.book, clock)
+    state.spoof.expire(clock, p.spoof_window_s * _NS_PER_S)

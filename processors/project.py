@@ -1,4 +1,4 @@
-"""The analytics projection: folded state -> the report (fast-cycle sections)."""
+"""The analytics projection: folded state (+ the latest slow-cycle sections) -> the report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from context8.events import Level, to_float
 from processors import figures
 from processors.fold import AnalyticsState
+from processors.slow import SlowSections
 from projections.report import (
     BookLevel,
     Depth,
@@ -30,8 +31,16 @@ def iso_ms(ms: int) -> str:
 
 
 def build_report(
-    state: AnalyticsState, *, instrument_id: str, writer: Writer, now_ms: int
+    state: AnalyticsState,
+    *,
+    instrument_id: str,
+    writer: Writer,
+    now_ms: int,
+    slow: SlowSections | None = None,
 ) -> Report:
+    """The report of ``state`` published at wall time ``now_ms``: fast figures from the
+    state, liquidity and anomalies (and the anomaly penalty of health) from ``slow``, the
+    latest slow cycle (empty before the first one)."""
     params = state.params
     book = state.book
     pp, sp = state.price_precision, state.size_precision
@@ -52,13 +61,11 @@ def build_report(
     ask_volume = sum(q for _, q in asks)
     imbalance = figures.imbalance(bid_volume, ask_volume)
 
-    state.rate.advance(clock)
-    state.flow.advance(clock)
-    events, trades = state.rate.totals
+    events, trades = state.rate.totals(clock)
     rate_span_s = max(1.0, state.rate.covered_ns(clock) / 1e9)
-    buy, sell = state.flow.totals
+    buy, sell = state.flow.totals(clock)
 
-    depth_sum, samples = state.depth_baseline.totals
+    depth_sum, samples = state.depth_baseline.totals(clock)
     depth_ratio = (bid_volume + ask_volume) / (depth_sum / samples) if depth_sum else 1.0
     components = figures.health_components(
         spread_bps=spread,
@@ -67,7 +74,7 @@ def build_report(
         depth_ratio=depth_ratio,
         imbalance=imbalance,
         net_flow_share=abs(buy - sell) / (buy + sell) if buy + sell else 0.0,
-        anomaly_penalty=0.0,
+        anomaly_penalty=slow.anomaly_penalty if slow else 0.0,
         age_ms=age_ms,
     )
     status, reason = figures.ingestion_status(age_ms, bool(best_bid), bool(best_ask), state.synced)
@@ -113,16 +120,18 @@ def build_report(
             sell_volume=to_float(sell, sp),
             net_flow=to_float(buy - sell, sp),
         ),
-        liquidity=Liquidity(),
-        anomalies=[],
+        liquidity=slow.liquidity if slow else Liquidity(),
+        anomalies=slow.anomalies if slow else [],
         health=Health(
             score=figures.health_score(components),
             components=HealthComponents(**components),
+            anomaly_penalty=slow.anomaly_penalty if slow else 0.0,
         ),
         stream=Stream(
             last_id=state.last_id,
             events_folded=state.events_folded,
             last_event_ts_ms=last_event_ms,
+            slow_last_id=slow.last_id if slow else None,
         ),
     )
 

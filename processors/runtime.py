@@ -1,10 +1,13 @@
-"""The processor node: a member of the fleet that holds the symbols assigned to it.
+"""The processor node: a member of the fleet that holds, for each processor kind it runs,
+the symbols assigned to it.
 
-Every ``_TICK_S`` it reads the live nodes of its kind and the symbols' lease holders, plans
-with rendezvous hashing (coordination/assignment.py), starts a tenure task for each symbol it
-should hold and cancels (hands off) each one that belongs elsewhere now, once held for the
-minimum hold time. It heartbeats every second (+-10%). On stop it leaves the membership first,
-so the others take over while it hands every symbol off (final report, checkpoint, release).
+Every ``_TICK_S``, for each kind, it reads the live nodes running that kind and the symbols'
+lease holders of that kind, plans with rendezvous hashing (coordination/assignment.py),
+starts a tenure task for each symbol it should hold and hands off each one that belongs
+elsewhere now, once held for the minimum hold time. Kinds are assigned independently: a node
+running only some kinds takes part only in theirs. It heartbeats every second (+-10%). On stop
+it leaves the membership first, so the others take over while it hands every symbol off
+(final publish, checkpoint, release).
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from context8 import keys, metrics
+from context8 import config, keys, metrics
 from context8.config import ConfigError, Settings
 from context8.logs import log_event, set_log_context
+from context8.redis_client import AnyAsyncRedis, connect, get_many_async
 from coordination.assignment import plan
 from coordination.lease import LeaseScripts
 from coordination.membership import (
@@ -33,10 +38,13 @@ from coordination.membership import (
     live_nodes,
     next_beat_s,
 )
-from processors.consumer import KIND, Consumer, hold_symbol
+from processors.consumer import Consumer, hold_symbol
+from processors.kind import Kind, load_kinds, start_setting
 from projections.writer import ProjectionScripts
 
-__all__ = ["KIND", "run_processor"]
+__all__ = ["ROLE", "run_processor"]
+
+ROLE = "processor"
 
 _TICK_S = 0.1
 _HANDOFF_TIMEOUT_S = 3.0
@@ -44,37 +52,64 @@ _HANDOFF_TIMEOUT_S = 3.0
 log = logging.getLogger("context8.processor")
 
 
-async def run_processor(settings: Settings, stop: asyncio.Event, *, metrics_url: str = "") -> None:
-    """Be a member of the processor fleet until ``stop`` is set, then leave gracefully."""
+async def run_processor(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    kinds: list[Kind[Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    metrics_url: str = "",
+) -> None:
+    """Be a member of the processor fleet for ``kinds`` (default: those of
+    ``NT_PROCESSOR_KINDS``, else every installed kind) until ``stop`` is set, then leave
+    gracefully."""
     if settings.redis_url is None:
         raise ConfigError("REDIS_URL: the processor needs the Redis holding md:{SYM}")
-    set_log_context(node_id=settings.node_id, role=KIND)
-    client = Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
-    )
-    node = Consumer(settings, client, LeaseScripts(client), ProjectionScripts(client))
+    environ = config.environ() if environ is None else environ
+    if kinds is None:
+        kinds = load_kinds(settings.processor_kinds, settings, environ)
+    set_log_context(node_id=settings.node_id, role=ROLE)
+    for kind in kinds:
+        metrics.count_from_zero(kind.name)
+    client = await _connect(settings.redis_url, stop)
+    if client is None:
+        return
+    leases, projections = LeaseScripts(client), ProjectionScripts(client)
+    every_tenures = [
+        _Tenures(
+            Consumer(
+                settings,
+                client,
+                leases,
+                projections,
+                kind,
+                start_setting(environ, kind.name, kind.start),
+            )
+        )
+        for kind in kinds
+    ]
     info = NodeInfo(
         node_id=settings.node_id,
-        role=KIND,
+        role=ROLE,
+        kinds=[kind.name for kind in kinds],
         symbols=list(settings.symbols),
         host=socket.gethostname(),
         pid=os.getpid(),
         metrics_url=metrics_url,
         started_ms=time.time_ns() // 1_000_000,
     )
-    tenures = _Tenures(node)
     wake = asyncio.Event()
     listener = asyncio.create_task(_listen(client, wake))
     try:
-        await node.projections.load()
-        await _coordinate(node, info, tenures, wake, stop)
+        await projections.load()
+        await _coordinate(client, settings, info, every_tenures, wake, stop)
     finally:
         listener.cancel()
         # Leave first, so the others start taking over while the hand-offs run.
         with contextlib.suppress(RedisError):
             await leave(client, settings.node_id)
-        handed_off = await tenures.hand_off_all()
-        log_event(log, "node_left", symbols=handed_off)
+        handed_off = await asyncio.gather(*(t.hand_off_all() for t in every_tenures))
+        log_event(log, "node_left", symbols=sum(handed_off))
         await asyncio.gather(listener, return_exceptions=True)
         await client.aclose()
 
@@ -99,14 +134,14 @@ class _Tenures:
             handoff = asyncio.Event()
             task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
             self.running[symbol] = (task, handoff)
-            log_event(log, "assigned", symbol=symbol)
+            log_event(log, "assigned", symbol=symbol, kind=self.node.kind.name)
         for symbol in give_up & self.running.keys():
             if symbol in self.node.held_since:
                 metrics.HRW_REBALANCES.inc()
             task, handoff = self.running.pop(symbol)
             handoff.set()
             self.stopping[task] = (symbol, time.monotonic())
-            log_event(log, "unassigned", symbol=symbol)
+            log_event(log, "unassigned", symbol=symbol, kind=self.node.kind.name)
 
     async def hand_off_all(self) -> int:
         for _task, handoff in self.running.values():
@@ -138,13 +173,13 @@ class _Tenures:
 
 
 async def _coordinate(
-    node: Consumer,
+    client: AnyAsyncRedis,
+    settings: Settings,
     info: NodeInfo,
-    tenures: _Tenures,
+    every_tenures: list[_Tenures],
     wake: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
-    settings = node.settings
     next_beat = 0.0
     while not stop.is_set():
         # cleared before reading the fleet: a departure announced while this tick runs still
@@ -154,34 +189,62 @@ async def _coordinate(
             now = time.monotonic()
             # Redis's clock, not ours: heartbeats of nodes on other hosts compare fairly
             # whatever their clocks say.
-            seconds, micros = await node.client.time()
+            seconds, micros = await client.time()
             now_ms = seconds * 1000 + micros // 1000
             if now >= next_beat:
-                owned = sorted(node.held_since)
-                await beat(node.client, _with_owned(info, owned), now_ms)
+                await beat(client, _with_owned(info, every_tenures), now_ms)
                 metrics.NODE_HEARTBEAT.set(now_ms / 1000)
                 next_beat = now + next_beat_s()
-            nodes = await live_nodes(node.client, KIND, now_ms)
-            every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
-            holders = await _holders(node.client, every_symbol)
-            decided = plan(
-                me=settings.node_id,
-                symbols=settings.symbols,
-                nodes=[n for n in nodes if n.node_id != settings.node_id] + [info],
-                holders=holders,
-                held_since=node.held_since,
-                now=now,
-                min_hold_s=settings.min_hold_ms / 1000,
-                sticky_pct=settings.hrw_sticky_pct,
-            )
-            # a symbol still handing off here is not started again until it is done
-            stopping = set(node.held_since) - set(tenures.running)
-            tenures.apply(decided.want - stopping, decided.give_up)
+            for tenures in every_tenures:
+                await _assign(client, settings, info, tenures, now, now_ms)
         except RedisError as e:
-            metrics.REDIS_ERRORS.labels(KIND).inc()
+            metrics.REDIS_ERRORS.labels(ROLE).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(wake, stop), _TICK_S)
+
+
+async def _assign(
+    client: AnyAsyncRedis,
+    settings: Settings,
+    info: NodeInfo,
+    tenures: _Tenures,
+    now: float,
+    now_ms: int,
+) -> None:
+    """One kind's plan for this node, applied."""
+    node = tenures.node
+    kind = node.kind.name
+    nodes = await live_nodes(client, kind, now_ms)
+    every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
+    holders = await _holders(client, kind, every_symbol)
+    decided = plan(
+        me=settings.node_id,
+        symbols=settings.symbols,
+        nodes=[n for n in nodes if n.node_id != settings.node_id] + [info],
+        holders=holders,
+        held_since=node.held_since,
+        now=now,
+        min_hold_s=settings.min_hold_ms / 1000,
+        sticky_pct=settings.hrw_sticky_pct,
+    )
+    # a symbol still handing off here is not started again until it is done
+    stopping = set(node.held_since) - set(tenures.running)
+    tenures.apply(decided.want - stopping, decided.give_up)
+
+
+async def _connect(url: str, stop: asyncio.Event) -> AnyAsyncRedis | None:
+    """A client of the Redis at ``url`` (standalone or cluster), retried until it answers or
+    ``stop`` is set (None then)."""
+    while not stop.is_set():
+        try:
+            return await connect(url, socket_timeout=5, socket_connect_timeout=2,
+                                 health_check_interval=10)  # fmt: skip
+        except RedisError as e:
+            log_event(log, "redis_unavailable", str(e), level=logging.WARNING)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    return None
 
 
 def _awaiting(task: asyncio.Task[None]) -> list[str]:
@@ -196,15 +259,14 @@ def _awaiting(task: asyncio.Task[None]) -> list[str]:
     return where
 
 
-def _with_owned(info: NodeInfo, owned: list[str]) -> NodeInfo:
-    return msgspec.structs.replace(info, owned=owned)
+def _with_owned(info: NodeInfo, every_tenures: list[_Tenures]) -> NodeInfo:
+    owned_by_kind = {t.node.kind.name: sorted(t.node.held_since) for t in every_tenures}
+    owned = sorted({symbol for symbols in owned_by_kind.values() for symbol in symbols})
+    return msgspec.structs.replace(info, owned=owned, owned_by_kind=owned_by_kind)
 
 
-async def _holders(client: Redis, symbols: list[str]) -> dict[str, str | None]:
-    async with client.pipeline(transaction=False) as pipe:
-        for symbol in symbols:
-            pipe.get(keys.lease_key(KIND, symbol))
-        raw = await pipe.execute()
+async def _holders(client: AnyAsyncRedis, role: str, symbols: list[str]) -> dict[str, str | None]:
+    raw = await get_many_async(client, [keys.lease_key(role, s) for s in symbols])
     return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
 
 
@@ -217,7 +279,7 @@ async def _first(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-async def _listen(client: Redis, wake: asyncio.Event) -> None:
+async def _listen(client: AnyAsyncRedis, wake: asyncio.Event) -> None:
     """Wake the coordinator when a node leaves, instead of at its next tick."""
     while True:
         try:

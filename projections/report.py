@@ -42,7 +42,7 @@ __all__ = [
     "schema_text",
 ]
 
-REPORT_SCHEMA_VERSION: Final = "1.2"
+REPORT_SCHEMA_VERSION: Final = "1.3"
 SCHEMA_PATH: Final = Path(__file__).with_name("report.schema.json")
 
 IngestionStatus = Literal["ok", "degraded", "down"]
@@ -125,6 +125,9 @@ class Wall(_Model):
     multiple: float
     """qty / threshold (threshold = P95 x 1.5 of recent level quantities)."""
     severity: Severity
+    """By the multiple: below 2 low, below 3 medium, else high."""
+    note: str = ""
+    """E.g. "bid wall 25.1 at 64,000.00, 3.2x threshold"."""
 
 
 class Vacuum(_Model):
@@ -132,33 +135,55 @@ class Vacuum(_Model):
 
     side: Literal["bid", "ask"]
     from_price: float
+    """The run's level nearest the touch ..."""
     to_price: float
+    """... and farthest from it."""
     levels: int
     severity: Severity
+    """By run length: 3-5 low, 6-9 medium, 10 or more high."""
+    note: str = ""
 
 
 class VolumeProfile(_Model):
+    """Traded volume by price over the window, in bins of a few ticks; VAL <= POC <= VAH."""
+
     window_sec: int
     trade_count: int
     bin_size: float
     poc: float
-    """Point of control: the price bin with the most traded volume."""
+    """Point of control: the middle of the bin with the most traded volume."""
     vah: float
+    """Value area high: the highest price of the value area's top bin."""
     val: float
-    """Value area high/low: the range holding 70% of volume, grown from the POC."""
+    """Value area low: the lowest price of its bottom bin. The value area holds 70% of the
+    volume, grown from the POC."""
+    volume: float = 0.0
+    """Base quantity traded in the window."""
 
 
 class Liquidity(_Model):
     walls: list[Wall] = []
     vacuums: list[Vacuum] = []
     volume_profile: VolumeProfile | None = None
+    """Omitted (null) with fewer than 10 trades in the window."""
+    wall_threshold: float | None = None
+    """P95 x 1.5 of the recent level quantities: a level at or above it is a wall (null while
+    fewer than 20 quantities were observed)."""
+    thin_threshold: float | None = None
+    """P10 of the recent level quantities: a level below it is thin."""
+    observations: int = 0
+    """Level quantities in the window the thresholds come from."""
 
 
 class Anomaly(_Model):
     type: str
+    """``spoofing``, ``iceberg`` or ``flash_crash_risk``."""
     severity: Severity
     note: str
-    """A sentence an LLM can quote, e.g. "bid wall 25.1 BTC at 64,000, 3.2x threshold"."""
+    """A sentence an LLM can quote, e.g. "ask iceberg at 64,010.00: 12 fills traded 3.4 (4.2x
+    the visible 0.8, which stays within 10%)"."""
+    side: Literal["bid", "ask"] | None = None
+    price: float | None = None
 
 
 class HealthComponents(_Model):
@@ -173,6 +198,9 @@ class HealthComponents(_Model):
 class Health(_Model):
     score: Score
     components: HealthComponents
+    anomaly_penalty: float = 0.0
+    """Summed penalties of the anomalies (10 low, 25 medium, 50 high): the anomalies
+    component is 100 minus it, at least 0."""
 
 
 class Stream(_Model):
@@ -182,6 +210,9 @@ class Stream(_Model):
     events_folded: int
     last_event_ts_ms: int
     """Venue time of the last folded event; readers derive data age from it."""
+    slow_last_id: str | None = None
+    """The entry the slow sections (liquidity, anomalies, the anomaly penalty) were computed
+    at: they are refreshed every slow cycle (2 s), the rest with every publish."""
 
 
 class Report(_Model, kw_only=True):

@@ -1,60 +1,93 @@
-"""Writers of the keys the MCP server reads; every write is fenced by the writer's tenure.
+"""The fenced writer of every key a processor owner writes: a kind's projections, its
+checkpoint, and the symbol index.
 
-``queue_report`` queues onto a pipeline, so a publish, the index update and the group
-cursor travel in one round trip. The scripts are queued as plain EVALSHA: redis-py's
-``Script`` on a pipeline would first ask SCRIPT EXISTS, a second round trip per publish.
-So the caller loads them (``ProjectionScripts.load``) and, on ``NoScriptError`` in the
-results (a restarted Redis), loads them again and retries. ``raise_refusals`` turns a refused
-write into ``StaleTenureError``.
+``write_commands`` gives the commands of a publish, which the caller sends with the group
+cursor and dead letters in one batch (``context8.redis_client.batch``: one round trip). The
+scripts are plain EVALSHA: redis-py's ``Script`` in a pipeline would first ask SCRIPT EXISTS,
+a second round trip per publish. So the caller loads them (``ProjectionScripts.load``) and, on
+``NoScriptError`` in the results (a restarted Redis), loads them again and retries.
+``raise_refusals`` turns a refused write into ``StaleTenureError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from context8 import keys, lua
+from context8.redis_client import AnyAsyncRedis, Command
 from coordination.lease import StaleTenureError, Tenure, is_stale
 
-__all__ = ["ProjectionScripts", "queue_report", "raise_refusals"]
+__all__ = ["ProjectionScripts", "Put", "SeriesPoint", "Write", "raise_refusals", "write_commands"]
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """A string key; ``ttl_ms`` 0 stores it without expiry."""
+
+    key: str
+    value: bytes
+    ttl_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """A member of a sorted-set series: members scored from ``replace_from`` to ``score`` are
+    replaced by this one (the bar or second it revises), then only the newest ``keep`` stay."""
+
+    key: str
+    score: int
+    member: bytes
+    replace_from: int
+    keep: int = 0
+    ttl_ms: int = 0
+
+
+Write = Put | SeriesPoint
 
 
 class ProjectionScripts:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: AnyAsyncRedis) -> None:
         self.client = client
-        self.fenced_set = lua.register(client, "fenced_set")
+        self.fenced_write = lua.register(client, "fenced_write")
         self.index_update = lua.register(client, "index_update")
 
     async def load(self) -> None:
-        for script in (self.fenced_set, self.index_update):
+        for script in (self.fenced_write, self.index_update):
             await self.client.script_load(script.script)
 
 
-def queue_report(
-    pipe: Pipeline,
+def write_commands(
     scripts: ProjectionScripts,
     tenure: Tenure,
+    writes: Sequence[Write],
     *,
-    report_json: bytes,
-    ttl_ms: int,
-    updated_at_ms: int,
-    checkpoint: bytes | None = None,
-) -> None:
-    """Queue the report (and the fold's checkpoint, when given: same fenced step, no expiry)
-    and the index update: two results, in that order."""
-    written = [keys.report_key(tenure.symbol)]
-    values: list[int | bytes] = [ttl_ms, report_json]
-    if checkpoint is not None:
-        written.append(keys.checkpoint_key(tenure.role, tenure.symbol))
-        values += [0, checkpoint]
-    fence = [*tenure.fence_keys, *written]
-    pipe.evalsha(scripts.fenced_set.sha, len(fence), *fence, *tenure.fence_args, *values)
-    index = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY]
-    pipe.evalsha(scripts.index_update.sha, len(index), *index, tenure.symbol, tenure.token,
-                 updated_at_ms)  # fmt: skip
+    indexed_at_ms: int | None = None,
+) -> list[Command]:
+    """``writes`` as one fenced step, and (``indexed_at_ms`` given) the symbol's entry in the
+    index, in that order. Every key must carry the tenure's ``{SYM}`` tag (one slot, one
+    script)."""
+    targets: list[str] = []
+    args: list[str | int | bytes] = []
+    for write in writes:
+        targets.append(write.key)
+        if isinstance(write, Put):
+            args += ["S", write.ttl_ms, write.value, "", "", ""]
+        else:
+            args += ["Z", write.ttl_ms, write.member, write.score, write.replace_from, write.keep]
+    fence = [*tenure.fence_keys, *targets]
+    commands: list[Command] = [
+        ("evalsha", (scripts.fenced_write.sha, len(fence), *fence, *tenure.fence_args, *args), {})
+    ]
+    if indexed_at_ms is not None:
+        index = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY]
+        commands.append(
+            ("evalsha", (scripts.index_update.sha, len(index), *index, tenure.symbol,
+                         tenure.token, indexed_at_ms), {})
+        )  # fmt: skip
+    return commands
 
 
 def raise_refusals(results: Sequence[object]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from context8.redis_server import PrivateRedis
+from context8.redis_server import PrivateCluster, PrivateRedis
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -64,6 +64,27 @@ def redis_url(redis_server: str) -> str:
     client.script_flush()
     client.close()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    """A 3-master Redis Cluster on loopback, started from the redis-server binary."""
+    cluster = PrivateCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server: PrivateCluster) -> str:
+    """The session's cluster, every master emptied for this test."""
+    for server in redis_cluster_server.servers:
+        with redis.Redis(port=server.port, socket_timeout=5) as client:
+            client.flushall()
+            client.script_flush()
+    return redis_cluster_server.url
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
+import argparse
+from pathlib import Path
+
 import pytest
 
-from context8.cli import main
-from context8.config import ConfigError, load
+from context8.cli import build_parser, main
+from context8.config import CONFIG_ENV, ConfigError, given, load
 
 
 def test_defaults_and_symbol_normalization():
@@ -31,3 +34,80 @@ def test_bad_config_fails_the_command_with_the_variable_named(capsys, monkeypatc
     monkeypatch.setenv("NT_MIN_PUBLISH_MS", "-1")
     assert main(["process"]) == 2
     assert "NT_MIN_PUBLISH_MS" in capsys.readouterr().err
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "context8.toml"
+    path.write_text(text)
+    return path
+
+
+def test_config_file_under_the_environment_under_flags(tmp_path):
+    path = _config(
+        tmp_path,
+        'SYMBOLS = ["btcusdt", "ETHUSDT.BINANCE"]\n'
+        "NT_MIN_PUBLISH_MS = 10\n"
+        "NT_HRW_STICKY_PCT = 0.05\n"
+        'NT_NODE_ID = "from-file"\n'
+        'REDIS_URL = "redis://127.0.0.1:1/0"\n',
+    )
+    env = {CONFIG_ENV: str(path), "NT_MIN_PUBLISH_MS": "20", "REDIS_URL": "redis://env:2/0"}
+    settings = load(env, redis_url="redis://flag:3/0")
+    assert settings.symbols == ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE")  # file, normalized
+    assert settings.min_publish_ms == 20  # the environment over the file
+    assert settings.redis_url == "redis://flag:3/0"  # a flag over both
+    assert (settings.hrw_sticky_pct, settings.node_id) == (0.05, "from-file")
+    assert settings.report_period_ms == 250  # default where neither says
+    assert given(env) == {
+        "SYMBOLS",
+        "NT_MIN_PUBLISH_MS",
+        "NT_HRW_STICKY_PCT",
+        "NT_NODE_ID",
+        "REDIS_URL",
+    }
+    assert "SYMBOLS" not in given({})
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("NT_MIN_PUBLISH_MS = -1\n", "NT_MIN_PUBLISH_MS in {path}: "),
+        ('NT_REPORT_PERIOD_MS = "soon"\n', "NT_REPORT_PERIOD_MS in {path}: "),
+        ('SYMBOLS = ["BTC/USDT"]\n', "SYMBOLS in {path}: "),
+        ("SYMBOLS = [1, 2]\n", "SYMBOLS in {path}: "),
+        ("SYMBOLS = []\n", "SYMBOLS in {path}: "),
+        ("NT_SNAPSHOT_EVERY_SEC = 3000\n", "NT_SNAPSHOT_EVERY_SEC in {path}: "),
+        ('symbols = ["BTCUSDT"]\n', "symbols in {path}: no such setting"),
+        ("[NT]\nMIN_PUBLISH_MS = 5\n", "NT in {path}: no such setting"),
+        ("NT_MIN_PUBLISH_MS = \n", "{path}: not valid TOML"),
+    ],
+)
+def test_bad_config_file_names_the_setting_and_the_file(tmp_path, text, named):
+    path = _config(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load({CONFIG_ENV: str(path)})
+    assert named.format(path=path) in str(error.value)
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match=f"{CONFIG_ENV}: cannot read .*{missing}"):
+        load({CONFIG_ENV: str(missing)})
+
+
+def test_bad_config_file_fails_every_command_at_start(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, "")  # recorded, so what main sets is undone after
+    path = _config(tmp_path, "NT_LEASE_TTL_MS = 10\n")
+    assert main(["--config", str(path), "schema", "--check"]) == 2
+    assert f"NT_LEASE_TTL_MS in {path}" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    [subcommands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert "status" in subcommands.choices
+    for name in [None, *subcommands.choices]:
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"] if name else ["--help"])
+        assert exited.value.code == 0
+        assert f"usage: context8 {name or ''}".strip() in capsys.readouterr().out

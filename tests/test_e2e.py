@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import redis
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
+from prometheus_client.parser import text_string_to_metric_families
 
 from context8 import keys
 from context8.procs import Fleet, Pipeline, start_pipeline
@@ -93,3 +95,55 @@ def test_mcp_over_stdio(pipeline: Pipeline, redis_url: str) -> None:
                 )
 
     _check_answers(*anyio.run(session))
+
+
+def test_every_node_exposes_its_metrics(pipeline: Pipeline, redis_url: str) -> None:
+    """Each node's /metrics, found from its heartbeat as an operator's Prometheus would, has
+    the names and labels of DESIGN.md "Observability", with bounded label sets."""
+    client = redis.Redis.from_url(redis_url)
+    nodes = [msgspec.json.decode(client.get(keys.node_key(n.decode())))
+             for n in client.zrange(keys.NODES_SEEN_KEY, 0, -1)]  # fmt: skip
+    client.close()
+    by_role = {node["role"]: node for node in nodes}
+    assert by_role.keys() == {"ingest", "processor"}
+    expected = {
+        "ingest": {
+            "nt_node_heartbeat": set(),
+            "nt_symbols_assigned": {"role"},
+            "nt_ingest_events": {"symbol"},
+            "nt_lease_conflicts": {"role"},
+            "nt_redis_errors": {"role"},
+        },
+        "processor": {
+            "nt_node_heartbeat": set(),
+            "nt_symbols_assigned": {"role"},
+            "nt_calc_latency_ms": {"metric", "cycle"},
+            "nt_report_publish_rate": {"symbol"},
+            "nt_data_age_ms": {"symbol"},
+            "nt_lease_conflicts": {"role"},
+            "nt_hrw_rebalances": set(),
+            "nt_consumer_lag": {"kind", "symbol"},
+            "nt_stream_length": {"symbol"},
+            "nt_event_to_report_ms": set(),
+            "nt_events_folded": {"kind"},
+            "nt_dead_letters": {"role"},
+            "nt_redis_errors": {"role"},
+        },
+    }
+    for role, node in by_role.items():
+        started = time.perf_counter()
+        with urllib.request.urlopen(node["metrics_url"], timeout=2) as reply:
+            text = reply.read().decode()
+        took_ms = (time.perf_counter() - started) * 1000
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        series = [s for f in families.values() if f.name.startswith("nt_") for s in f.samples]
+        print(f"\n{role} /metrics: {took_ms:.1f} ms, {len(series)} nt_* series")
+        for name, labels in expected[role].items():
+            assert name in families, f"{role} lacks {name}"
+            samples = [s for s in families[name].samples if not s.name.endswith("_created")]
+            assert samples, f"{role} has no {name} series"
+            for sample in samples:
+                assert set(sample.labels) - {"le"} == labels, (name, sample.labels)
+        symbols = {s.labels["symbol"] for s in series if "symbol" in s.labels}
+        assert symbols <= set(SYMBOLS)  # only the symbols the node holds
+        assert took_ms < 500

@@ -6,17 +6,20 @@ import pytest
 from redis.asyncio import Redis
 
 from context8 import keys
+from context8.redis_client import batch
 from coordination.lease import LeaseScripts, StaleTenureError, acquire, release, renew
-from projections.writer import ProjectionScripts, queue_report, raise_refusals
+from projections.writer import ProjectionScripts, Put, SeriesPoint, raise_refusals, write_commands
 
 SYMBOL = "BTCUSDT.BINANCE"
 
 
 async def _publish(client, scripts, tenure, body: bytes) -> None:
+    await _write(client, scripts, tenure, [Put(keys.report_key(SYMBOL), body, 300_000)])
+
+
+async def _write(client, scripts, tenure, writes) -> None:
     await scripts.load()
-    async with client.pipeline(transaction=False) as pipe:
-        queue_report(pipe, scripts, tenure, report_json=body, ttl_ms=300_000, updated_at_ms=1)
-        raise_refusals(await pipe.execute(raise_on_error=False))
+    raise_refusals(await batch(client, write_commands(scripts, tenure, writes, indexed_at_ms=1)))
 
 
 def test_stale_tenure_is_refused_and_newer_data_survives(redis_url):
@@ -108,6 +111,34 @@ def test_a_token_counter_that_went_back_never_reissues_a_token_data_carries(redi
         assert await client.get(keys.report_key(SYMBOL)) == b'{"v": 2}'
         third = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
         assert third.token == second.token + 6
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_series_points_replace_their_period_keep_the_newest_and_are_fenced(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        leases, scripts = LeaseScripts(client), ProjectionScripts(client)
+        series = keys.history_key(SYMBOL)
+        old = await acquire(leases, "analytics", SYMBOL, "node-a", 100)
+
+        def point(score: int, period: int) -> SeriesPoint:
+            return SeriesPoint(series, score, b"%d" % score, replace_from=period, keep=3)
+
+        # three revisions of the 1000 period, then periods 2000..4000: one member each
+        for score in (1000, 1400, 1900, 2000, 3000, 4000):
+            await _write(client, scripts, old, [point(score, score - score % 1000)])
+        assert await client.zrange(series, 0, -1, withscores=True) == [
+            (b"2000", 2000.0), (b"3000", 3000.0), (b"4000", 4000.0)
+        ]  # fmt: skip
+        await asyncio.sleep(0.15)
+        new = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
+        with pytest.raises(StaleTenureError):
+            await _write(client, scripts, old, [point(5000, 5000)])
+        assert await client.zcard(series) == 3
+        await _write(client, scripts, new, [point(4500, 4000)])  # the 4000 period revised
+        assert await client.zrange(series, -1, -1) == [b"4500"]
         await client.aclose()
 
     asyncio.run(scenario())

@@ -1,6 +1,8 @@
 """Fast-cycle formulas on hand-checked cases (the same examples as docs/analytics.md)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors import figures
 
@@ -53,3 +55,56 @@ def test_health_is_the_weighted_mean():
     assert figures.health_score(components) == 100.0
     components["spread"] = 0.0
     assert figures.health_score(components) == 75.0
+
+
+def test_health_example_with_an_anomaly():
+    # docs/analytics.md: the example above plus one medium anomaly (penalty 25)
+    components = figures.health_components(
+        spread_bps=26.0, spread_good_bps=2.0, spread_bad_bps=50.0, depth_ratio=1.0,
+        imbalance=0.2, net_flow_share=0.0, anomaly_penalty=25.0, age_ms=100,
+    )  # fmt: skip
+    assert components["anomalies"] == 75.0
+    assert figures.health_score(components) == 80.8
+
+
+_INPUTS = {
+    "spread_bps": st.one_of(st.none(), st.floats(0, 500)),
+    "depth_ratio": st.floats(0, 10),
+    "imbalance": st.floats(-1, 1),
+    "net_flow_share": st.floats(0, 1),
+    "anomaly_penalty": st.floats(0, 400),
+    "age_ms": st.integers(0, 60_000),
+}
+
+
+def _worse(name: str, value, by: float):
+    """The same input, ``by`` worse (None is the worst spread: no two-sided book)."""
+    match name:
+        case "spread_bps":
+            return None if value is None or by > 400 else value + by
+        case "depth_ratio":
+            return max(0.0, value - by / 50)
+        case "imbalance":
+            return min(1.0, abs(value) + by / 500) * (-1 if value < 0 else 1)
+        case "net_flow_share":
+            return min(1.0, value + by / 500)
+        case "age_ms":
+            return value + int(by * 100)
+    return value + by
+
+
+@settings(max_examples=400, deadline=None)
+@given(inputs=st.fixed_dictionaries(_INPUTS), which=st.sampled_from(sorted(_INPUTS)),
+       by=st.floats(0, 500))  # fmt: skip
+def test_health_is_monotone_in_each_input(inputs, which, by):
+    def score(values: dict) -> tuple[float, dict[str, float]]:
+        components = figures.health_components(spread_good_bps=2.0, spread_bad_bps=50.0,
+                                               **values)  # fmt: skip
+        return figures.health_score(components), components
+
+    base_score, base = score(inputs)
+    worse_score, worse = score({**inputs, which: _worse(which, inputs[which], by)})
+    assert 0.0 <= worse_score <= 100.0 and 0.0 <= base_score <= 100.0
+    assert worse_score <= base_score
+    assert all(worse[name] <= base[name] for name in base)
+    assert set(base) == set(figures.HEALTH_WEIGHTS)  # every component reported

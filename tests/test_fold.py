@@ -1,7 +1,15 @@
 """The analytics fold: snapshot + deltas, gaps and resyncs, event-time windows."""
 
-from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Trade
+import time
+
+import pytest
+
+from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
+from processors.book import Book, Watch
+from processors.checkpoint import decode_checkpoint, encode_checkpoint
 from processors.fold import fold, new_state
+from processors.slow import compute_slow
+from tests.tapes import gen_tape
 
 S = 1_000_000_000
 V = SCHEMA_VERSION
@@ -55,9 +63,69 @@ def test_flow_and_rate_windows_follow_event_time():
     state = new_state()
     for second in range(40):
         fold(state, trade(second * S, 2, "buy" if second % 4 else "sell"), f"{second}-0")
-    state.flow.advance(state.clock_ns)
-    buy, sell = state.flow.totals
+    buy, sell = state.flow.totals(state.clock_ns)
     # trades at seconds 10..39 are within 30 s of the clock (39 s); 7 of them are sells
     assert (buy, sell) == (2 * 23, 2 * 7)
-    state.rate.advance(state.clock_ns)
-    assert state.rate.totals == [10, 10]
+    assert state.rate.totals(state.clock_ns) == (10, 10)
+
+
+def test_an_event_it_cannot_use_leaves_the_state_unchanged():
+    state = new_state()
+    fold(state, snap(1 * S, 10, [(10000, 5)], [(10010, 5)]), "1-0")
+    fold(state, trade(2 * S, 3, "buy"), "2-0")
+    before = encode_checkpoint(state)
+    bad = [
+        Trade(V, 3 * S, 3 * S, 2, 3, 10000, 0, "buy", "9"),
+        Trade(V, 3 * S, 3 * S, 2, 3, -1, 5, "sell", "9"),
+        Ticker(V, 3 * S, 3 * S, "abc", "1", "1", "1", "1", "1", "1", 1),
+        BookSnapshot(V, 3 * S, 3 * S, 2, 3, 20, [(10000, -1)], []),
+        object(),
+    ]
+    for event in bad:
+        with pytest.raises(ValueError):
+            fold(state, event, "3-0")
+        assert encode_checkpoint(state) == before
+
+
+def test_a_repeated_trade_is_folded_once():
+    state = new_state()
+    fold(state, trade(1 * S, 3, "buy"), "1-0")
+    fold(state, trade(1 * S, 3, "buy"), "2-0")  # the same trade id: an append retried
+    assert state.flow.totals(state.clock_ns) == (3, 0)
+    assert state.events_folded == 1 and state.last_id == "2-0"
+
+
+def test_the_book_keeps_its_best_levels_and_reports_watched_changes():
+    book = Book(max_levels=3)
+    book.load([(100 - i, 1) for i in range(5)], [(101 + i, 1) for i in range(5)])
+    assert book.levels() == ([(100, 1), (99, 1), (98, 1)], [(101, 1), (102, 1), (103, 1)])
+    watch = Watch(bids={98}, asks=(), min_qty=50)
+    book.apply([(97, 60), (101, 2)], [(102, 70), (110, 1)], watch)
+    # 97 is beyond the 3 best bids: dropped at once; 101 pushes out the watched 98
+    assert book.top_bids(5) == [(101, 2), (100, 1), (99, 1)]
+    assert book.top_asks(5) == [(101, 1), (102, 70), (103, 1)]
+    assert watch.changes == [(True, 98, 1, 0), (False, 102, 1, 70)]
+    assert (book.nth_bid(2), book.nth_bid(9), book.nth_ask(3)) == (100, 99, 103)
+
+
+def test_the_fold_reads_no_wall_clock(monkeypatch):
+    def no_clock() -> float:
+        raise AssertionError("the fold read the wall clock")
+
+    for name in ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter"):
+        monkeypatch.setattr(time, name, no_clock)
+    state = new_state()
+    for i, event in enumerate(gen_tape(5, 400)):
+        fold(state, event, f"{i + 1}-0")
+    compute_slow(state)
+
+
+def test_checkpoints_stay_within_64_bits_however_long_the_run():
+    state = new_state()
+    for n in range(5):  # a window's running sums grow without end: here past 2**64
+        ts, price = (n + 1) * S, 10000 + 5 * n  # a profile bin each
+        fold(state, Trade(V, ts, ts, 2, 3, price, 2**62, "buy", str(n + 1)), f"{n + 1}-0")
+    fold(state, Trade(V, 60 * S, 60 * S, 2, 3, 10000, 5, "sell", "4" * 30), "9-0")
+    restored = decode_checkpoint(encode_checkpoint(state), state.params)
+    assert restored is not None
+    assert restored.flow.totals(restored.clock_ns) == state.flow.totals(state.clock_ns) == (0, 5)

@@ -1,4 +1,5 @@
-"""The MCP server's pure parts: read-time freshness, symbol parsing, summaries, schemas."""
+"""The MCP server's pure parts: read-time freshness, symbol parsing, summaries, schemas,
+settings, the rate limiter, the reader's ACL rules and the OpenAPI description."""
 
 from __future__ import annotations
 
@@ -6,10 +7,31 @@ import jsonschema
 import msgspec
 import pytest
 
+from context8.acl import setuser_command, url_with_user
+from context8.config import ConfigError
+from context8_mcp.config import is_loopback, load_config
 from context8_mcp.errors import InvalidInput
 from context8_mcp.freshness import age_status, freshen
-from context8_mcp.models import SymbolList, SymbolStatus, output_schema, parse_symbol
-from context8_mcp.summary import number_text, report_summary, symbols_summary
+from context8_mcp.guard import TokenBuckets
+from context8_mcp.http import openapi_document
+from context8_mcp.models import (
+    CandlesAnswer,
+    DepthAnswer,
+    Freshness,
+    HistoryAnswer,
+    SymbolList,
+    SymbolStatus,
+    output_schema,
+    parse_symbol,
+)
+from context8_mcp.summary import (
+    candles_summary,
+    depth_summary,
+    history_summary,
+    number_text,
+    report_summary,
+    symbols_summary,
+)
 from projections.report import (
     Anomaly,
     BookLevel,
@@ -24,6 +46,7 @@ from projections.report import (
     Stream,
     Writer,
 )
+from projections.series import Candle, HistoryPoint
 
 NOW_MS = 1_700_000_000_000
 
@@ -199,3 +222,156 @@ def test_output_schemas_have_an_object_root_and_accept_the_payloads() -> None:
         assert "$ref" not in schema
         jsonschema.Draft202012Validator.check_schema(schema)
         jsonschema.validate(msgspec.to_builtins(payload), schema)
+
+
+def _freshness(status: IngestionStatus = "ok", reason: str = "") -> Freshness:
+    return Freshness(status=status, data_age_ms=120, last_event_ts_ms=NOW_MS, reason=reason)
+
+
+def test_new_answers_match_their_output_schemas() -> None:
+    point = HistoryPoint(ts_ms=NOW_MS, mid_price=1.5, spread_bps=None, imbalance=-0.2,
+                         net_flow=3.0, last_price=None, health=50.0)  # fmt: skip
+    bar = Candle(open_ms=NOW_MS, close_ms=NOW_MS + 60_000, open=1.0, high=2.0, low=0.5,
+                 close=1.5, volume=3.0, quote_volume=4.0, trades=2, vwap=1.33, buy_volume=2.0,
+                 sell_volume=1.0, closed=False)  # fmt: skip
+    level = BookLevel(price=1.0, qty=2.0)
+    for tp, payload in [
+        (
+            DepthAnswer,
+            DepthAnswer(
+                symbol="X.B",
+                freshness=_freshness(),
+                levels_requested=5,
+                levels_published=500,
+                bids=[level],
+                asks=[],
+                complete=False,
+                note="n",
+            ),
+        ),
+        (
+            HistoryAnswer,
+            HistoryAnswer(
+                symbol="X.B",
+                freshness=_freshness(),
+                minutes=1,
+                points_in_window=1,
+                every=1,
+                points=[point],
+            ),
+        ),
+        (
+            CandlesAnswer,
+            CandlesAnswer(symbol="X.B", freshness=_freshness(), interval="1m", candles=[bar]),
+        ),
+    ]:
+        schema = output_schema(tp)
+        assert schema["type"] == "object" and "$ref" not in schema
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.validate(msgspec.to_builtins(payload), schema)
+        with pytest.raises(jsonschema.ValidationError):  # the schema is not a blank cheque
+            jsonschema.validate({**msgspec.to_builtins(payload), "freshness": {}}, schema)
+
+
+def test_series_summaries_are_quotable() -> None:
+    depth = DepthAnswer(
+        symbol="BTCUSDT.BINANCE",
+        freshness=_freshness("degraded", "one side of the book is empty"),
+        levels_requested=3,
+        levels_published=500,
+        bids=[BookLevel(price=100.5, qty=1), BookLevel(price=100.25, qty=2)],
+        asks=[],
+        complete=False,
+        note="asked for 3 levels per side; returned 2 bids and 0 asks (all there are)",
+    )
+    assert depth_summary(depth) == (
+        "BTCUSDT.BINANCE depth 2 bids 100.5..100.25, 0 asks, data 120 ms old, status degraded "
+        "(one side of the book is empty); asked for 3 levels per side; returned 2 bids and 0 "
+        "asks (all there are)"
+    )
+    points = [
+        HistoryPoint(ts_ms=NOW_MS + i * 1000, mid_price=100.0 + i, spread_bps=0.5,
+                     imbalance=0.123, net_flow=-1.5, last_price=100.0, health=80.0 + i)
+        for i in range(3)
+    ]  # fmt: skip
+    history = HistoryAnswer(symbol="BTCUSDT.BINANCE", freshness=_freshness(), minutes=1,
+                            points_in_window=6, every=2, points=points)  # fmt: skip
+    assert history_summary(history) == (
+        "BTCUSDT.BINANCE history 3 points of 6 (1 in 2) over 2 s: mid 100.0 -> 102.0, "
+        "spread 0.5 bps, imbalance +0.12, net flow -1.5, health 80 -> 82, data 120 ms old, "
+        "status ok"
+    )
+    note = "no 5m candles are published for BTCUSDT.BINANCE yet"
+    empty = CandlesAnswer(
+        symbol="BTCUSDT.BINANCE", freshness=_freshness(), interval="5m", candles=[], note=note
+    )
+    assert candles_summary(empty) == (
+        "BTCUSDT.BINANCE 0 5m candles, data 120 ms old, status ok; no 5m candles are "
+        "published for BTCUSDT.BINANCE yet"
+    )
+
+
+def test_token_buckets_grant_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(2.0, 3, max_clients=2, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0, 0, 0]
+    assert buckets.take("a") == pytest.approx(0.5)  # empty: one token in 1/rate
+    assert buckets.take("b") == 0  # per client
+    now[0] = 0.5
+    assert buckets.take("a") == 0  # refilled one
+    assert buckets.take("a") > 0
+    now[0] = 100.0
+    assert [buckets.take("a") for _ in range(4)][-1] > 0  # refill stops at the burst
+    buckets.take("c")  # a third client: the least recently seen ("b") is forgotten
+    assert set(buckets._buckets) == {"a", "c"}
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]", True),
+     ("127.0.0.2", True), ("0.0.0.0", False), ("10.0.0.1", False), ("example.com", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_load_config_precedence_and_errors() -> None:
+    env = {"REDIS_URL": "redis://admin@h/0", "CONTEXT8_MCP_REDIS_URL": "redis://reader@h/0"}
+    assert load_config(env).redis_url == "redis://reader@h/0"
+    assert load_config(env, redis_url="redis://flag@h/0").redis_url == "redis://flag@h/0"
+    assert load_config({}, fallback_redis_url="redis://file@h/0").redis_url == "redis://file@h/0"
+    assert load_config({"REDIS_URL": "redis://a@h/0"}).redis_url == "redis://a@h/0"
+    with pytest.raises(ConfigError, match="CONTEXT8_MCP_REDIS_URL"):
+        load_config({})
+    with pytest.raises(ConfigError, match="CONTEXT8_MCP_RATE"):
+        load_config({**env, "CONTEXT8_MCP_RATE": "-1"})
+    with pytest.raises(ConfigError, match="CONTEXT8_MCP_PORT"):
+        load_config({**env, "CONTEXT8_MCP_PORT": "http"})
+    exposed = {**env, "CONTEXT8_MCP_TRANSPORT": "http", "CONTEXT8_MCP_HOST": "0.0.0.0"}
+    with pytest.raises(ConfigError, match=r"CONTEXT8_MCP_TOKEN: listening on 0\.0\.0\.0"):
+        load_config(exposed)
+    assert load_config({**exposed, "CONTEXT8_MCP_TOKEN": "t"}).token == "t"
+    assert load_config(exposed, transport="stdio").transport == "stdio"  # stdio listens nowhere
+
+
+def test_reader_acl_rules() -> None:
+    line = setuser_command(password="pw")
+    assert line == (
+        "ACL SETUSER context8-mcp reset on >pw resetchannels ~report:* ~candles:* "
+        "~{reports}:index -@all +get +zrange +zscore +ping +select +cluster|info "
+        "+cluster|slots +command"
+    )
+    assert url_with_user("redis://old:x@127.0.0.1:6379/2", "u", "p@ss/w") == (
+        "redis://u:p%40ss%2Fw@127.0.0.1:6379/2"
+    )
+
+
+def test_openapi_document_is_valid_openapi() -> None:
+    from openapi_spec_validator import validate
+
+    for authenticated in (False, True):
+        document = openapi_document("1.0", authenticated=authenticated)
+        validate(document)
+        responses = document["paths"]["/get_report"]["get"]["responses"]
+        assert {"200", "400", "404", "429", "502", "503"} <= set(responses)
+        assert ("401" in responses) is authenticated

@@ -17,8 +17,8 @@ from context8.events import (
     encode_event,
 )
 from coordination.lease import LeaseScripts, acquire
-from processors.checkpoint import decode_checkpoint
-from processors.fold import AnalyticsParams
+from processors import analytics
+from processors.kind import decode_envelope
 from processors.runtime import run_processor
 from tests.reports import validate_report
 
@@ -89,15 +89,25 @@ def test_events_become_a_fresh_valid_report_and_garbage_a_dead_letter(redis_url)
 
         # the kind's group records how far the fold stands (operators read its lag there)
         latest = await _wait_report(client, lambda r: True)
-        (group,) = await client.xinfo_groups(keys.stream_key(SYMBOL))
-        assert group["name"] == b"analytics"
-        assert group["last-delivered-id"].decode() == latest["stream"]["last_id"]
+        # each kind (analytics and candles, both installed) has its own
+        groups = {g["name"]: g for g in await client.xinfo_groups(keys.stream_key(SYMBOL))}
+        assert groups.keys() == {b"analytics", b"candles"}
+        assert groups[b"analytics"]["last-delivered-id"].decode() == latest["stream"]["last_id"]
+        # the heavy section and a history point went out with the report
+        heavy = msgspec.json.decode(await client.get(keys.heavy_key(SYMBOL)))
+        assert heavy["bids"][0] == latest["best_bid"] and len(heavy["bids"]) == 2
+        assert heavy["asks"] == [latest["best_ask"], {"price": 64000.2, "qty": 2.0}]
+        (point,) = await client.zrange(keys.history_key(SYMBOL), 0, -1)
+        assert msgspec.json.decode(point)["mid_price"] == latest["mid_price"]
         stop.set()
         await asyncio.wait_for(node, 5)
         assert await client.get(keys.lease_key("analytics", SYMBOL)) is None  # released
         checkpoint = await client.get(keys.checkpoint_key("analytics", SYMBOL))
-        resumed = decode_checkpoint(checkpoint, AnalyticsParams())
-        assert resumed is not None and resumed.events_folded == 4  # the final one
+        kind = analytics.kind(settings, {})
+        resumed = decode_envelope(kind, checkpoint)
+        assert resumed is not None and resumed[0].events_folded == 4  # the final one
+        bars = await client.zrange(keys.candles_key(SYMBOL, "5m"), 0, -1)
+        assert sum(msgspec.json.decode(bar)["trades"] for bar in bars) == 2
         await client.aclose()
 
     asyncio.run(scenario())

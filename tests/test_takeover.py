@@ -1,5 +1,7 @@
 """Takeover equivalence: a stream folded by a succession of owners (graceful hand-offs, one
-without a checkpoint) projects the same derived report as one uninterrupted fold of it."""
+without a checkpoint) projects the same derived report as one uninterrupted fold of it,
+the slow-cycle sections (liquidity, anomalies, the anomaly penalty) included: those are the
+uninterrupted fold's at the entry they were computed at (``stream.slow_last_id``)."""
 
 import asyncio
 
@@ -12,6 +14,7 @@ from coordination.lease import LeaseScripts, acquire
 from processors.fold import fold, new_state
 from processors.project import build_report
 from processors.runtime import run_processor
+from processors.slow import compute_slow
 from projections.report import Report
 from tests.test_checkpoint import tape
 
@@ -60,10 +63,17 @@ def test_takeovers_project_what_one_uninterrupted_fold_does(redis_url):
         assert published.writer.nodeId == f"owner-{len(chunks) - 1}"
 
         state = new_state()
+        slow = None
         for entry_id, fields in await client.xrange(keys.stream_key(SYMBOL)):
             fold(state, decode_event(fields[ENTRY_FIELD]), entry_id.decode())
+            if entry_id.decode() == published.stream.slow_last_id:
+                slow = compute_slow(state)
+        assert (slow is None) == (published.stream.slow_last_id is None)
+        if slow is not None:  # the tape has enough of everything for these
+            assert published.liquidity.volume_profile is not None
+            assert published.liquidity.observations >= 20
         uninterrupted = build_report(state, instrument_id=SYMBOL, writer=published.writer,
-                                     now_ms=published.updatedAt)  # fmt: skip
+                                     now_ms=published.updatedAt, slow=slow)  # fmt: skip
         assert derived(published) == derived(uninterrupted)
         assert published.stream.events_folded == len(events)
         await client.aclose()

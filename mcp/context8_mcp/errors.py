@@ -16,6 +16,7 @@ __all__ = [
     "ErrorCode",
     "ErrorInfo",
     "InvalidInput",
+    "NotPublished",
     "ReportExpired",
     "ReportInvalid",
     "ServerError",
@@ -26,9 +27,13 @@ ErrorCode = Literal[
     "invalid_input",
     "symbol_not_indexed",
     "report_expired",
+    "not_published",
     "report_invalid",
     "backend_unavailable",
+    "unauthorized",
+    "rate_limited",
 ]
+"""The last two come from the HTTP front door only (``context8_mcp.guard``)."""
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -87,9 +92,17 @@ class ReportExpired(ServerError):
     http_status = 404
 
 
+class NotPublished(ServerError):
+    """The symbol has a report but not the projection asked for (e.g. no full-depth section):
+    its processor does not publish it."""
+
+    code = "not_published"
+    http_status = 404
+
+
 class ReportInvalid(ServerError):
-    """The stored report does not decode as this server's report schema (a writer of another
-    version, or a corrupt value)."""
+    """A stored value (report, depth, history point, candle) does not decode as this server's
+    schema of it (a writer of another version, or a corrupt value)."""
 
     code = "report_invalid"
     http_status = 502

@@ -10,7 +10,8 @@ clients validate any structured content against the output schema, errors includ
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from mcp.server.mcpserver import Context
@@ -20,17 +21,42 @@ from pydantic import Field, ValidationError
 
 from context8_mcp.errors import InvalidInput, ServerError
 from context8_mcp.lifespan import AppContext
-from context8_mcp.models import SYMBOL_PATTERN, SymbolList, output_schema, parse_symbol
-from context8_mcp.summary import report_summary, symbols_summary
+from context8_mcp.models import (
+    MAX_CANDLES,
+    MAX_DEPTH_LEVELS,
+    MAX_HISTORY_MINUTES,
+    MAX_HISTORY_POINTS,
+    SYMBOL_PATTERN,
+    CandleInterval,
+    CandlesAnswer,
+    DepthAnswer,
+    HistoryAnswer,
+    SymbolList,
+    output_schema,
+    parse_symbol,
+)
+from context8_mcp.store import ReportStore
+from context8_mcp.summary import (
+    candles_summary,
+    depth_summary,
+    history_summary,
+    report_summary,
+    symbols_summary,
+)
 from projections.report import Report
 
 __all__ = [
     "ERROR_META_KEY",
+    "answer_result",
     "build_tools",
     "error_result",
+    "get_candles",
+    "get_depth",
+    "get_history",
     "get_report",
     "invalid_arguments",
     "list_symbols",
+    "read_only_tool",
 ]
 
 ERROR_META_KEY: Final = "context8/error"
@@ -71,8 +97,50 @@ Every symbol context8 publishes reports for, with its freshness as of now: `stat
 (ok: data <= 1 s old; degraded: <= 2 s, one side empty, or resyncing; down: older, no book, or \
 the report expired), `data_age_ms` (now minus the venue time of the report's last event, null \
 if the report expired), `health_score` 0-100 (higher is healthier), `last_update_ms` (wall \
-time of the last publish), and `reason` when not ok. Use a listed `symbol` with get_report. \
-Errors: `backend_unavailable` (Redis is down: try again shortly)."""
+time of the last publish), and `reason` when not ok. Use a listed `symbol` with the other \
+tools. Errors: `backend_unavailable` (Redis is down: try again shortly)."""
+
+_FRESHNESS_FIELD: Final = """\
+`freshness` says how current the answer is, measured when you ask: `status` (ok: data <= 1 s \
+old and a synced book; degraded: <= 2 s, one side empty, or resyncing; down: older), \
+`data_age_ms` (now minus the venue time of the last event folded), `last_event_ts_ms`, and \
+`reason` when not ok. Stale data is still returned, with its status: check it before calling \
+prices current."""
+
+_SYMBOL_ERRORS: Final = """\
+Errors: `symbol_not_indexed` (the message lists the available symbols), `report_expired` \
+(indexed, but nothing has published it recently), `backend_unavailable` (Redis is down: try \
+again shortly), `invalid_input` (a malformed argument or one out of bounds)."""
+
+GET_DEPTH_DESCRIPTION: Final = f"""\
+The order book of one symbol beyond the report's top levels: up to `levels` price levels per \
+side, each {{price, qty}} (quote currency, base asset), `bids` and `asks` best first, as last \
+published with the report (about every 250 ms). `levels_published` is how many levels per \
+side the processor keeps; asking for more returns what there is with `complete` false and a \
+`note` saying so. {_FRESHNESS_FIELD}
+
+{_SYMBOL_ERRORS} `not_published`: the symbol's processor publishes no full-depth section."""
+
+GET_HISTORY_DESCRIPTION: Final = f"""\
+Key figures of one symbol over the last `minutes`, one point per second of venue time \
+(oldest first; the window ends at the newest point): `ts_ms` venue time, `mid_price`, \
+`spread_bps` ((ask-bid)/mid x 1e4), `imbalance` of the top-20 depth ((bid-ask)/(bid+ask) in \
+[-1, 1], positive: more resting bids), `net_flow` (aggressive buy minus sell base quantity \
+over the last 30 s), `last_price`, `health` 0-100. With more points than `max_points`, every \
+n-th is returned (`every` = n, newest kept; `points_in_window` counts them all). A `note` \
+says when the series is shorter than asked (it starts when the processor does). \
+{_FRESHNESS_FIELD}
+
+{_SYMBOL_ERRORS}"""
+
+GET_CANDLES_DESCRIPTION: Final = f"""\
+OHLCV bars of one symbol's trades: the newest `limit` bars of `interval` (1s, 1m or 5m), \
+oldest first. Each: `open_ms`/`close_ms` (venue time; close exclusive), `open`, `high`, `low`, \
+`close`, `volume` (base asset), `quote_volume`, `trades`, `vwap`, `buy_volume`/`sell_volume` \
+(aggressive buys/sells, base asset), `closed` (false for the bar still forming; its figures \
+may change). Bars without trades are absent, not zero. {_FRESHNESS_FIELD}
+
+{_SYMBOL_ERRORS}"""
 
 Symbol = Annotated[
     str,
@@ -82,31 +150,86 @@ Symbol = Annotated[
         json_schema_extra={"pattern": SYMBOL_PATTERN, "examples": ["BTCUSDT", "ETHUSDT.BINANCE"]},
     ),
 ]
+Levels = Annotated[
+    int, Field(ge=1, le=MAX_DEPTH_LEVELS, description="Price levels per side, best first.")
+]
+Minutes = Annotated[
+    int,
+    Field(ge=1, le=MAX_HISTORY_MINUTES, description="Length of the window, ending now-ish."),
+]
+MaxPoints = Annotated[
+    int,
+    Field(
+        ge=2,
+        le=MAX_HISTORY_POINTS,
+        description="At most this many points; a longer window is thinned to every n-th.",
+    ),
+]
+Interval = Annotated[CandleInterval, Field(description="Bar length.")]
+Limit = Annotated[int, Field(ge=1, le=MAX_CANDLES, description="How many bars, newest last.")]
+
+_Payload = TypeVar("_Payload", bound=msgspec.Struct)
 
 
 async def get_report(symbol: Symbol, ctx: Context[AppContext]) -> CallToolResult:
-    store = ctx.request_context.lifespan_context.store
-    try:
-        report = await store.report(parse_symbol(symbol))
-    except ServerError as e:
-        return error_result(e)
-    return _answer(report_summary(report), report)
+    return await _respond(ctx, lambda store: store.report(parse_symbol(symbol)), report_summary)
 
 
 async def list_symbols(ctx: Context[AppContext]) -> CallToolResult:
-    store = ctx.request_context.lifespan_context.store
-    try:
-        answer = await store.symbols()
-    except ServerError as e:
-        return error_result(e)
-    return _answer(symbols_summary(answer), answer)
+    return await _respond(ctx, lambda store: store.symbols(), symbols_summary)
+
+
+async def get_depth(
+    symbol: Symbol, ctx: Context[AppContext], levels: Levels = 50
+) -> CallToolResult:
+    return await _respond(
+        ctx, lambda store: store.depth(parse_symbol(symbol), levels), depth_summary
+    )
+
+
+async def get_history(
+    symbol: Symbol, ctx: Context[AppContext], minutes: Minutes = 15, max_points: MaxPoints = 300
+) -> CallToolResult:
+    return await _respond(
+        ctx,
+        lambda store: store.history(parse_symbol(symbol), minutes, max_points),
+        history_summary,
+    )
+
+
+async def get_candles(
+    symbol: Symbol, ctx: Context[AppContext], interval: Interval = "1m", limit: Limit = 60
+) -> CallToolResult:
+    return await _respond(
+        ctx,
+        lambda store: store.candles(parse_symbol(symbol), interval, limit),
+        candles_summary,
+    )
 
 
 def build_tools() -> list[Tool]:
     return [
-        _tool(get_report, "Market report for a symbol", GET_REPORT_DESCRIPTION, Report),
-        _tool(list_symbols, "Available symbols", LIST_SYMBOLS_DESCRIPTION, SymbolList),
+        read_only_tool(get_report, "Market report for a symbol", GET_REPORT_DESCRIPTION, Report),
+        read_only_tool(list_symbols, "Available symbols", LIST_SYMBOLS_DESCRIPTION, SymbolList),
+        read_only_tool(get_depth, "Order book depth", GET_DEPTH_DESCRIPTION, DepthAnswer),
+        read_only_tool(
+            get_history, "Recent history of key figures", GET_HISTORY_DESCRIPTION, HistoryAnswer
+        ),
+        read_only_tool(get_candles, "OHLCV candles", GET_CANDLES_DESCRIPTION, CandlesAnswer),
     ]
+
+
+async def _respond(
+    ctx: Context[AppContext],
+    read: Callable[[ReportStore], Awaitable[_Payload]],
+    summarize: Callable[[_Payload], str],
+) -> CallToolResult:
+    """``read`` from the store, answered as a summary + payload, or as our error."""
+    try:
+        payload = await read(ctx.request_context.lifespan_context.store)
+    except ServerError as e:
+        return error_result(e)
+    return answer_result(summarize(payload), payload)
 
 
 def error_result(error: ServerError) -> CallToolResult:
@@ -127,7 +250,8 @@ def invalid_arguments(tool: str, error: ValidationError) -> InvalidInput:
     return InvalidInput(f"bad arguments for {tool}: " + "; ".join(problems))
 
 
-def _answer(summary: str, payload: msgspec.Struct) -> CallToolResult:
+def answer_result(summary: str, payload: msgspec.Struct) -> CallToolResult:
+    """A successful answer: the summary, then the payload as JSON, and as structured content."""
     structured: dict[str, Any] = msgspec.to_builtins(payload)
     return CallToolResult(
         content=[
@@ -138,7 +262,8 @@ def _answer(summary: str, payload: msgspec.Struct) -> CallToolResult:
     )
 
 
-def _tool(fn: Any, title: str, description: str, output: type) -> Tool:
+def read_only_tool(fn: Any, title: str, description: str, output: type) -> Tool:
+    """A tool annotated read-only, whose output schema is that of the msgspec type ``output``."""
     # The payloads are msgspec types (the report is the processors' contract), which the SDK
     # cannot derive a schema from; it takes a hand-built one ("advertised but not validated
     # here": the payload comes out of a typed msgspec decode, so it matches by construction).

@@ -1,0 +1,133 @@
+"""Walls and vacuums: levels that stand out against the recent distribution of level sizes.
+
+The distribution is the level-quantity window (``QuantityWindow``): once per event-time
+second, the quantities of the top ``liquidity_levels`` levels of each side. A wall is a level
+among those top levels with qty >= ``wall_factor`` x P95 of the window; a vacuum is a run of
+consecutive levels, each below P10. Neither is reported before the window holds
+``min_level_observations`` quantities. Notes are sentences an LLM can quote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+from typing import Literal
+
+from context8.events import Level
+from processors.params import AnalyticsParams
+from processors.windows import QuantityWindow
+from projections.report import Severity, Vacuum, Wall
+
+__all__ = [
+    "Side",
+    "Thresholds",
+    "find_vacuums",
+    "find_walls",
+    "fmt_price",
+    "fmt_qty",
+    "severity",
+    "thresholds",
+]
+
+Side = Literal["bid", "ask"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    wall: float
+    """A level at or above this is a wall (wall_factor x the wall percentile)."""
+    thin: int
+    """A level below this is thin (the vacuum percentile)."""
+
+    @property
+    def large_qty(self) -> int:
+        """The smallest integer quantity that is a wall."""
+        return ceil(self.wall)
+
+
+def thresholds(window: QuantityWindow, params: AnalyticsParams) -> Thresholds | None:
+    """None until the window holds ``min_level_observations`` quantities."""
+    if len(window) < params.min_level_observations:
+        return None
+    return Thresholds(
+        wall=params.wall_factor * window.percentile(params.wall_percentile),
+        thin=window.percentile(params.vacuum_percentile),
+    )
+
+
+def severity(value: float, medium: float, high: float) -> Severity:
+    return "high" if value >= high else "medium" if value >= medium else "low"
+
+
+def fmt_price(value: int, precision: int) -> str:
+    return f"{value / 10**precision:,.{precision}f}"
+
+
+def fmt_qty(value: int, precision: int) -> str:
+    text = f"{value / 10**precision:,.{precision}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def find_walls(
+    side: Side,
+    levels: list[Level],
+    limits: Thresholds,
+    params: AnalyticsParams,
+    price_precision: int,
+    size_precision: int,
+) -> list[Wall]:
+    """Walls among ``levels`` (best first), in book order."""
+    walls = []
+    scale_p, scale_q = 10**price_precision, 10**size_precision
+    for price, qty in levels:
+        if qty < limits.wall:
+            continue
+        multiple = qty / limits.wall
+        walls.append(
+            Wall(
+                side=side,
+                price=price / scale_p,
+                qty=qty / scale_q,
+                multiple=round(multiple, 2),
+                severity=severity(multiple, params.wall_medium_multiple, params.wall_high_multiple),
+                note=f"{side} wall {fmt_qty(qty, size_precision)} at "
+                f"{fmt_price(price, price_precision)}, {multiple:.1f}x threshold",
+            )
+        )
+    return walls
+
+
+def find_vacuums(
+    side: Side,
+    levels: list[Level],
+    limits: Thresholds,
+    params: AnalyticsParams,
+    price_precision: int,
+    size_precision: int,
+) -> list[Vacuum]:
+    """Maximal runs of at least ``vacuum_min_levels`` consecutive thin levels among
+    ``levels`` (best first), nearest the touch first."""
+    vacuums = []
+    run: list[Level] = []
+    for level in [*levels, None]:
+        if level is not None and level[1] < limits.thin:
+            run.append(level)
+            continue
+        if len(run) >= params.vacuum_min_levels:
+            first, last = run[0][0], run[-1][0]
+            vacuums.append(
+                Vacuum(
+                    side=side,
+                    from_price=first / 10**price_precision,
+                    to_price=last / 10**price_precision,
+                    levels=len(run),
+                    severity=severity(
+                        len(run), params.vacuum_medium_levels, params.vacuum_high_levels
+                    ),
+                    note=f"{side} vacuum {fmt_price(first, price_precision)} to "
+                    f"{fmt_price(last, price_precision)}: {len(run)} consecutive levels "
+                    f"below {fmt_qty(limits.thin, size_precision)}",
+                )
+            )
+        run = []
+    return vacuums
