@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 from context8.config import ConfigError
 
@@ -31,11 +31,18 @@ __all__ = [
     "serve_metrics",
 ]
 
-_MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000)
+# Few buckets: every bucket is a series per label set, and the fleet's series stay bounded
+# (docs/decisions.md: under 1,000 for 100 symbols on 10 nodes).
+_LATENCY_BUCKETS = (5, 10, 25, 50, 100, 250, 1000)
+_CALC_BUCKETS = (10, 100)
+
+disable_created_metrics()  # a _created series per counter doubles them for no alert or panel
 
 NODE_HEARTBEAT = Gauge("nt_node_heartbeat", "Time of this node's last heartbeat (s since epoch)")
 HRW_REBALANCES = Counter(
-    "nt_hrw_rebalances_total", "Symbols this node handed off because the assignment moved them"
+    "nt_hrw_rebalances_total",
+    "Symbols this node handed off because the assignment moved them",
+    ["kind"],
 )
 SYMBOLS_ASSIGNED = Gauge("nt_symbols_assigned", "Symbols this node owns", ["role"])
 LEASE_CONFLICTS = Counter(
@@ -56,7 +63,7 @@ REPORT_PUBLISH_RATE = Gauge(
     "nt_report_publish_rate", "Reports written per second over the last 10 s", ["symbol"]
 )
 CALC_LATENCY_MS = Histogram(
-    "nt_calc_latency_ms", "Time to compute a projection", ["metric", "cycle"], buckets=_MS_BUCKETS
+    "nt_calc_latency_ms", "Time to compute a projection", ["metric", "cycle"], buckets=_CALC_BUCKETS
 )
 STREAM_LENGTH = Gauge("nt_stream_length", "Entries retained in md:{SYM}", ["symbol"])
 CONSUMER_LAG = Gauge(
@@ -71,7 +78,8 @@ WS_RESUBSCRIBE = Counter(
 PUBLISH_LATENCY_MS = Histogram(
     "nt_event_to_report_ms",
     "Venue time of the newest event in a report to the report being written",
-    buckets=_MS_BUCKETS,
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
 )
 
 
@@ -94,6 +102,8 @@ def count_from_zero(role: str) -> None:
     (a series that appears at 1 is invisible to ``increase()``)."""
     for counter in (LEASE_CONFLICTS, DEAD_LETTERS, REDIS_ERRORS):
         counter.labels(role)
+    if role != "ingest":
+        HRW_REBALANCES.labels(role)
 
 
 def forget_symbol(kind: str, symbol: str, *, report: bool) -> None:

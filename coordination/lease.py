@@ -8,13 +8,26 @@ that refuses it when the tenure is no longer current (``StaleTenureError``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from context8 import keys, lua
 
-__all__ = ["LeaseScripts", "StaleTenureError", "Tenure", "acquire", "is_stale", "release", "renew"]
+__all__ = [
+    "RELEASED_CHANNEL",
+    "LeaseScripts",
+    "StaleTenureError",
+    "Tenure",
+    "acquire",
+    "is_stale",
+    "release",
+    "renew",
+]
+
+RELEASED_CHANNEL: Final = "nt:released"
+"""Where a released lease's key is published."""
 
 
 class StaleTenureError(Exception):
@@ -76,5 +89,8 @@ async def renew(scripts: LeaseScripts, tenure: Tenure, ttl_ms: int) -> bool:
 
 
 async def release(scripts: LeaseScripts, tenure: Tenure) -> bool:
-    released = await scripts.release(keys=tenure.fence_keys, args=tenure.fence_args)
+    """Give the lease up (announced on ``RELEASED_CHANNEL`` with the lease key)."""
+    released = await scripts.release(
+        keys=tenure.fence_keys, args=[*tenure.fence_args, RELEASED_CHANNEL]
+    )
     return released == 1

@@ -62,6 +62,9 @@ class Consumer:
     kind: Kind[Any]
     start: StartAt
     """Where this kind starts a symbol it has no checkpoint of."""
+    released: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Lease key -> set when that lease is announced released (the node's listener sets it;
+    shared by the node's kinds)."""
     held_since: dict[str, float] = field(default_factory=dict)
     """Symbol -> monotonic time its current tenure began."""
 
@@ -110,7 +113,10 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
     waiting_since = time.monotonic()
     tenure = None
     folded: Folded | None = None
+    lease_key = keys.lease_key(role, symbol)
+    released = node.released.setdefault(lease_key, asyncio.Event())
     while not handoff.is_set():
+        released.clear()
         try:
             tenure = await acquire(node.leases, role, symbol, node.settings.node_id, ttl)
             if tenure is not None:
@@ -128,7 +134,9 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
         # Fast at first: during a hand-off the old owner releases within milliseconds; slower
         # after, when the holder is a node that has not (yet) agreed to let go.
         slow = time.monotonic() - waiting_since > _ACQUIRE_FAST_FOR_S
-        await _wait(handoff, _ACQUIRE_POLL_SLOW_S if slow else _ACQUIRE_POLL_S)
+        await _wait_any(_ACQUIRE_POLL_SLOW_S if slow else _ACQUIRE_POLL_S, handoff, released)
+    if node.released.get(lease_key) is released:
+        del node.released[lease_key]
     if tenure is None:
         return
     log_event(log, "lease_acquired", token=tenure.token, symbol=symbol, kind=role)
@@ -151,6 +159,15 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout_s)
+
+
+async def _wait_any(timeout_s: float, *events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _load(node: Consumer, symbol: str) -> Folded:
@@ -339,7 +356,10 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
         return  # nothing to say yet: the symbol stays unlisted rather than "down" since 1970
     tenure = tenancy.tenure
     symbol = tenure.symbol
-    if kind.slow is not None and started >= tenancy.next_slow and not final:
+    # Not in a tenure's first publish: a takeover's first report goes out at once (its slow
+    # sections follow with the next publish, a few ms later), and a final one needs none.
+    first = tenancy.last_checkpoint == 0.0
+    if kind.slow is not None and started >= tenancy.next_slow and not (first or final):
         tenancy.slow = kind.slow(folded.state)
         took = time.monotonic() - started
         period = node.settings.slow_period_ms / 1000
@@ -401,16 +421,18 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
     tenancy.dirty = False
     metrics.CONSUMER_LAG.labels(kind.name, symbol).set(folded.lag_ms)
     if kind.indexed:
-        _report_metrics(tenancy, symbol, now_ms, folded.last_event_ns // 1_000_000)
+        _report_metrics(tenancy, kind.name, symbol, now_ms, folded.last_event_ns // 1_000_000)
         if checkpoint_due and isinstance(results[fenced + 1], int):
             metrics.STREAM_LENGTH.labels(symbol).set(results[fenced + 1])
 
 
-def _report_metrics(tenancy: _Tenancy, symbol: str, now_ms: int, last_event_ms: int) -> None:
+def _report_metrics(
+    tenancy: _Tenancy, kind: str, symbol: str, now_ms: int, last_event_ms: int
+) -> None:
     metrics.REPORTS_PUBLISHED.labels(symbol).inc()
     metrics.DATA_AGE_MS.labels(symbol).set(max(0, now_ms - last_event_ms))
     if last_event_ms:
-        metrics.PUBLISH_LATENCY_MS.observe(now_ms - last_event_ms)
+        metrics.PUBLISH_LATENCY_MS.labels(kind).observe(now_ms - last_event_ms)
     publishes = tenancy.publishes
     publishes.append(tenancy.last_publish)
     while publishes[0] < tenancy.last_publish - _RATE_WINDOW_S:

@@ -29,7 +29,7 @@ from context8.config import ConfigError, Settings
 from context8.logs import log_event, set_log_context
 from context8.redis_client import AnyAsyncRedis, connect, get_many_async
 from coordination.assignment import plan
-from coordination.lease import LeaseScripts
+from coordination.lease import RELEASED_CHANNEL, LeaseScripts
 from coordination.membership import (
     MEMBERSHIP_CHANNEL,
     NodeInfo,
@@ -75,6 +75,7 @@ async def run_processor(
     if client is None:
         return
     leases, projections = LeaseScripts(client), ProjectionScripts(client)
+    released: dict[str, asyncio.Event] = {}  # lease keys are per kind: one map for all
     every_tenures = [
         _Tenures(
             Consumer(
@@ -84,6 +85,7 @@ async def run_processor(
                 projections,
                 kind,
                 start_setting(environ, kind.name, kind.start),
+                released,
             )
         )
         for kind in kinds
@@ -99,7 +101,7 @@ async def run_processor(
         started_ms=time.time_ns() // 1_000_000,
     )
     wake = asyncio.Event()
-    listener = asyncio.create_task(_listen(client, wake))
+    listener = asyncio.create_task(_listen(client, wake, released))
     try:
         await projections.load()
         await _coordinate(client, settings, info, every_tenures, wake, stop)
@@ -137,7 +139,7 @@ class _Tenures:
             log_event(log, "assigned", symbol=symbol, kind=self.node.kind.name)
         for symbol in give_up & self.running.keys():
             if symbol in self.node.held_since:
-                metrics.HRW_REBALANCES.inc()
+                metrics.HRW_REBALANCES.labels(self.node.kind.name).inc()
             task, handoff = self.running.pop(symbol)
             handoff.set()
             self.stopping[task] = (symbol, time.monotonic())
@@ -279,15 +281,24 @@ async def _first(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-async def _listen(client: AnyAsyncRedis, wake: asyncio.Event) -> None:
-    """Wake the coordinator when a node leaves, instead of at its next tick."""
+async def _listen(
+    client: AnyAsyncRedis, wake: asyncio.Event, released: dict[str, asyncio.Event]
+) -> None:
+    """Wake the coordinator when a node leaves, and a tenure waiting for a lease when it is
+    released, instead of at their next poll."""
     while True:
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(MEMBERSHIP_CHANNEL)
+                await pubsub.subscribe(MEMBERSHIP_CHANNEL, RELEASED_CHANNEL)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["channel"] == RELEASED_CHANNEL.encode():
+                        waiting = released.get(message["data"].decode())
+                        if waiting is not None:
+                            waiting.set()
+                    else:
                         wake.set()
         except RedisError:
             await asyncio.sleep(0.5)

@@ -121,15 +121,16 @@ def test_every_node_exposes_its_metrics(pipeline: Pipeline, redis_url: str) -> N
             "nt_report_publish_rate": {"symbol"},
             "nt_data_age_ms": {"symbol"},
             "nt_lease_conflicts": {"role"},
-            "nt_hrw_rebalances": set(),
+            "nt_hrw_rebalances": {"kind"},
             "nt_consumer_lag": {"kind", "symbol"},
             "nt_stream_length": {"symbol"},
-            "nt_event_to_report_ms": set(),
+            "nt_event_to_report_ms": {"kind"},
             "nt_events_folded": {"kind"},
             "nt_dead_letters": {"role"},
             "nt_redis_errors": {"role"},
         },
     }
+    footprint: dict[str, tuple[float, float]] = {}
     for role, node in by_role.items():
         started = time.perf_counter()
         with urllib.request.urlopen(node["metrics_url"], timeout=2) as reply:
@@ -147,3 +148,16 @@ def test_every_node_exposes_its_metrics(pipeline: Pipeline, redis_url: str) -> N
         symbols = {s.labels["symbol"] for s in series if "symbol" in s.labels}
         assert symbols <= set(SYMBOLS)  # only the symbols the node holds
         assert took_ms < 500
+        per_symbol = sum("symbol" in s.labels for s in series) / len(SYMBOLS)
+        footprint[role] = (len(series) - per_symbol * len(SYMBOLS), per_symbol)
+    # Series of a fleet of 8 processor nodes (both kinds) and 2 ingest nodes over 100
+    # symbols: per-node series on every node, per-symbol series once per symbol.
+    (proc_fixed, proc_symbol), (ingest_fixed, ingest_symbol) = (
+        footprint["processor"],
+        footprint["ingest"],
+    )
+    fleet = 8 * proc_fixed + 2 * ingest_fixed + 100 * (proc_symbol + ingest_symbol)
+    print(f"series per node: processor {proc_fixed:.0f} + {proc_symbol:.0f}/symbol, ingest "
+          f"{ingest_fixed:.0f} + {ingest_symbol:.0f}/symbol; 100 symbols on 10 nodes: "
+          f"{fleet:.0f}")  # fmt: skip
+    assert fleet < 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -130,6 +131,10 @@ def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
     ]
     assert len(gaps) == len(moving)
     print(f"hand-off gaps (ms): {sorted(gaps)}")
+    # DESIGN.md aims at 100 ms; 8 symbols of two kinds moving at once on a 2-core runner
+    # loaded by three nodes, a feeder and this watcher come out at 70-120 ms (a lightly
+    # loaded pair of nodes: 15-45 ms). A hand-off never waits for a lease to lapse (2 s).
+    assert statistics.median(gaps) < 150, f"hand-off gaps (ms): {sorted(gaps)}"
     assert max(gaps) < 1000, f"hand-off gaps (ms): {sorted(gaps)}"
     client.close()
 

@@ -5,6 +5,7 @@ they are; a kind from another package (the docs' example) is found by its entry 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import signal
@@ -17,9 +18,11 @@ import msgspec
 import pytest
 import redis
 
-from context8 import keys
+from context8 import config, keys
 from context8.fleet_probe import Feeder, lease_holders, start_processor, stop_probes
 from context8.procs import Fleet
+from processors import candles
+from processors.runtime import run_processor
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = tuple(f"K{i}USDT.BINANCE" for i in range(4))
@@ -236,3 +239,45 @@ def test_an_unknown_kind_is_a_named_configuration_error(tmp_path):
     assert "analytics" in run.stderr and "candles" in run.stderr  # what is installed
     if "Traceback" in run.stderr:
         pytest.fail(run.stderr)
+
+
+@pytest.mark.parametrize("start", ["live", "time"])
+def test_a_new_kind_can_start_live_or_from_a_time(redis_url, start):
+    """Without a checkpoint a kind starts where NT_<KIND>_START says: ``live`` skips what the
+    stream already holds, a time skips the entries appended before it."""
+    symbols = SYMBOLS[:1]
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    feeder = Feeder(redis_url, symbols)
+    feeder.backlog(300, span_s=30)
+    time.sleep(0.05)
+    start_at = str(time.time_ns() // 1_000_000)
+    later = 0
+    if start == "time":
+        feeder.backlog(200, span_s=1)  # appended after the start time: folded
+        later = 200
+    settings = config.load({}, redis_url=redis_url, symbols=symbols, node_id="k1")
+    environ = {"NT_CANDLES_START": "live" if start == "live" else start_at}
+    kind = candles.kind(settings, environ)
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        node = asyncio.create_task(run_processor(settings, stop, kinds=[kind], environ=environ))
+        deadline = time.monotonic() + 10
+        while _cursor_missing(client, symbols[0]):
+            assert time.monotonic() < deadline, "the candles group never appeared"
+            await asyncio.sleep(0.02)
+        feeder._add(symbols[0], *(feeder._trade(time.time_ns()) for _ in range(50)))
+        while _bar_trades(client, symbols[0]) < later + 50:
+            assert time.monotonic() < deadline, "the new trades never reached the bars"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # and nothing older arrives after them
+        stop.set()
+        await node
+        return _bar_trades(client, symbols[0])
+
+    assert asyncio.run(scenario()) == later + 50
+    client.close()
+
+
+def _cursor_missing(client: redis.Redis, symbol: str) -> bool:
+    return _group_cursor(client, symbol, b"candles") is None
