@@ -26,14 +26,23 @@ from processors.kind import Kind, ProjectionContext, int_setting
 from projections.series import CANDLE_INTERVALS, Candle
 from projections.writer import SeriesPoint, Write
 
-__all__ = ["NAME", "CandlesState", "candles", "fold", "kind", "new_state"]
+__all__ = [
+    "NAME",
+    "CandlesState",
+    "candles",
+    "decode_state",
+    "encode_state",
+    "fold",
+    "kind",
+    "new_state",
+]
 
 NAME = "candles"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _NS_PER_MS = 1_000_000
 
 
-class _Bar(msgspec.Struct, array_like=True):
+class _Bar(msgspec.Struct):
     open_ms: int
     open: int
     high: int
@@ -46,7 +55,7 @@ class _Bar(msgspec.Struct, array_like=True):
     buy_volume: int
 
 
-class CandlesState(msgspec.Struct, array_like=True):
+class CandlesState(msgspec.Struct):
     version: int
     keep: int
     price_precision: int = -1
@@ -157,6 +166,64 @@ def _rescale(state: CandlesState, price_digits: int, size_digits: int) -> None:
     state.size_precision += size_digits
 
 
+class _WireState(msgspec.Struct, array_like=True):
+    """The checkpoint: sums as decimal strings, since at the venue's precision (up to 8 + 8
+    decimals for a quote volume) they outgrow msgpack's 64-bit integers."""
+
+    version: int
+    keep: int
+    price_precision: int
+    size_precision: int
+    clock_ms: int
+    last_trade_id: int
+    bars: dict[str, list[tuple[int, int, int, int, int, str, str, int, str]]]
+    changed: dict[str, list[int]]
+
+
+_wire_encoder = msgspec.msgpack.Encoder()
+_wire_decoder = msgspec.msgpack.Decoder(_WireState)
+
+
+def encode_state(state: CandlesState) -> bytes:
+    bars = {
+        interval: [(b.open_ms, b.open, b.high, b.low, b.close, str(b.volume), str(b.quote),
+                    b.trades, str(b.buy_volume)) for b in kept]
+        for interval, kept in state.bars.items()
+    }  # fmt: skip
+    return _wire_encoder.encode(
+        _WireState(
+            state.version,
+            state.keep,
+            state.price_precision,
+            state.size_precision,
+            state.clock_ms,
+            state.last_trade_id,
+            bars,
+            state.changed,
+        )
+    )
+
+
+def decode_state(payload: bytes) -> CandlesState | None:
+    """The state of ``encode_state``'s bytes, or None (another version, or not a state)."""
+    try:
+        wire = _wire_decoder.decode(payload)
+        bars = {
+            interval: [_Bar(o, op, hi, lo, cl, int(vol), int(quote), n, int(buy))
+                       for o, op, hi, lo, cl, vol, quote, n, buy in kept]
+            for interval, kept in wire.bars.items()
+        }  # fmt: skip
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        return None
+    if wire.version != STATE_VERSION:
+        return None
+    return CandlesState(
+        version=wire.version, keep=wire.keep, price_precision=wire.price_precision,
+        size_precision=wire.size_precision, clock_ms=wire.clock_ms,
+        last_trade_id=wire.last_trade_id, bars=bars, changed=wire.changed,
+    )  # fmt: skip
+
+
 def candles(state: CandlesState, interval: str, bars: list[_Bar] | None = None) -> list[Candle]:
     """Bars of ``interval`` (all kept, oldest first, unless ``bars`` are given) as floats."""
     length = CANDLE_INTERVALS[interval]
@@ -185,8 +252,6 @@ def candles(state: CandlesState, interval: str, bars: list[_Bar] | None = None) 
 def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[CandlesState]:
     keep = int_setting(environ, "NT_CANDLES_KEEP", 500, 1, 100_000)
     ttl_ms = settings.cache_ttl_sec * 1000
-    encoder = msgspec.msgpack.Encoder()
-    decoder = msgspec.msgpack.Decoder(CandlesState)
 
     def project(state: CandlesState, context: ProjectionContext) -> list[Write]:
         writes: list[Write] = []
@@ -207,18 +272,15 @@ def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[CandlesState]:
             changed.clear()
 
     def decode(payload: bytes) -> CandlesState | None:
-        try:
-            state = decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        return state if state.version == STATE_VERSION and state.keep == keep else None
+        state = decode_state(payload)
+        return state if state is not None and state.keep == keep else None
 
     return Kind(
         name=NAME,
         new_state=lambda: new_state(keep),
         fold=fold,
         project=project,
-        encode=encoder.encode,
+        encode=encode_state,
         decode=decode,
         published=published,
         description="OHLCV bars at 1s, 1m and 5m from the trades",

@@ -152,3 +152,19 @@ def test_a_more_precise_trade_rescales_the_bars_exactly():
     assert bar.volume == 1.5005 and bar.buy_volume == 1.5 and bar.sell_volume == 0.0005
     assert bar.quote_volume == float(Fraction(10050, 100) * Fraction(3, 2)
                                      + Fraction(100251, 1000) * Fraction(5, 10000))  # fmt: skip
+
+
+def test_a_checkpoint_holds_sums_beyond_64_bits():
+    """At Binance's 8 + 8 decimals a quote volume outgrows msgpack's integers within a bar."""
+    kind = candles.kind(SETTINGS, {})
+    state = kind.new_state()
+    ns = T0_MS * 1_000_000
+    for n in range(1, 50):  # 95,000.00000000 x 1,000.00000000, 49 times
+        trade = Trade(V, ns, ns, 8, 8, 95_000 * 10**8, 1_000 * 10**8, "buy", str(n))
+        kind.fold(state, trade, f"{n}-0")
+    (bar,) = candles.candles(state, "1m")
+    assert bar.quote_volume == 49 * 95_000 * 1_000
+    assert state.bars["1m"][0].quote > 2**64
+    resumed = kind.decode(kind.encode(state))
+    assert resumed is not None and kind.encode(resumed) == kind.encode(state)
+    assert candles.candles(resumed, "1m") == [bar]

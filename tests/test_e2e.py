@@ -68,15 +68,28 @@ def _check_answers(listed: Any, report: Any) -> None:
 
 
 def test_mcp_over_streamable_http(pipeline: Pipeline) -> None:
-    async def session() -> tuple[Any, Any]:
+    async def session() -> tuple[Any, ...]:
         with anyio.fail_after(20):
             async with Client(pipeline.mcp_url) as client:
                 return (
                     await client.call_tool("list_symbols", {}),
                     await client.call_tool("get_report", {"symbol": "BTCUSDT"}),
+                    await client.call_tool("get_depth", {"symbol": "BTCUSDT", "levels": 50}),
+                    await client.call_tool("get_history", {"symbol": "BTCUSDT", "minutes": 5}),
+                    await client.call_tool(
+                        "get_candles", {"symbol": "BTCUSDT", "interval": "1s", "limit": 10}
+                    ),
                 )
 
-    _check_answers(*anyio.run(session))
+    listed, report, depth, history, bars = anyio.run(session)
+    _check_answers(listed, report)
+    # the other projections, written by the processors of this pipeline (both kinds)
+    for answer in (depth, history, bars):
+        assert not answer.is_error, answer.content[0].text
+    assert len(depth.structured_content["bids"]) > 20
+    assert history.structured_content["points"]
+    candles = bars.structured_content["candles"]
+    assert candles and all(c["trades"] > 0 and c["low"] <= c["close"] <= c["high"] for c in candles)
 
 
 def test_mcp_over_stdio(pipeline: Pipeline, redis_url: str) -> None:
