@@ -73,7 +73,9 @@ def log_event(
     msg: str = "",
     *,
     level: int = logging.INFO,
+    exc_info: BaseException | None = None,
     **fields: object,
 ) -> None:
-    """Log one state transition under its ``event`` name, with its fields."""
-    logger.log(level, msg or event, extra={"event": event, **fields})
+    """Log one state transition under its ``event`` name, with its fields (and the traceback
+    of ``exc_info``)."""
+    logger.log(level, msg or event, exc_info=exc_info, extra={"event": event, **fields})

@@ -48,6 +48,8 @@ ROLE = "processor"
 
 _TICK_S = 0.1
 _HANDOFF_TIMEOUT_S = 3.0
+_RETRY_FAILED_S = 1.0
+"""A tenure that failed is started again after this long, not at the next tick."""
 
 log = logging.getLogger("context8.processor")
 
@@ -125,14 +127,21 @@ class _Tenures:
         self.running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.stopping: dict[asyncio.Task[None], tuple[str, float]] = {}
         """Tenures handing off -> (symbol, when asked)."""
+        self.failed_until: dict[str, float] = {}
+        """Symbol -> when a tenure that failed (a bug, not a lost lease) may start again."""
 
     def apply(self, want: frozenset[str], give_up: frozenset[str]) -> None:
+        now = time.monotonic()
         for symbol, (task, _handoff) in list(self.running.items()):
             if task.done():
                 del self.running[symbol]  # lost: started again below if still ours
-                self._report_failure(symbol, task)
+                if self._report_failure(symbol, task):
+                    self.failed_until[symbol] = now + _RETRY_FAILED_S
         self._reap_stopping()
         for symbol in want - self.running.keys():
+            if self.failed_until.get(symbol, 0.0) > now:
+                continue
+            self.failed_until.pop(symbol, None)
             handoff = asyncio.Event()
             task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
             self.running[symbol] = (task, handoff)
@@ -167,11 +176,14 @@ class _Tenures:
                 task.cancel()
                 del self.stopping[task]
 
-    @staticmethod
-    def _report_failure(symbol: str, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log_event(log, "tenure_failed", repr(task.exception()), level=logging.ERROR,
-                      symbol=symbol)  # fmt: skip
+    def _report_failure(self, symbol: str, task: asyncio.Task[None]) -> bool:
+        """Log the error a tenure ended with; whether there was one."""
+        if task.cancelled() or task.exception() is None:
+            return False
+        error = task.exception()
+        log_event(log, "tenure_failed", repr(error), level=logging.ERROR, symbol=symbol,
+                  kind=self.node.kind.name, exc_info=error)  # fmt: skip
+        return True
 
 
 async def _coordinate(
