@@ -54,6 +54,7 @@ from processors.runtime import run_processor
 __all__ = [
     "SYMBOLS",
     "measure_latency",
+    "pipeline_latency",
     "run_bench",
     "say",
     "stream_lengths",
@@ -129,6 +130,22 @@ def measure_latency(client: redis.Redis, seconds: float) -> tuple[list[float], l
             del pending[:done]
         time.sleep(0.001)
     return latencies, appended
+
+
+def pipeline_latency(
+    client: redis.Redis, redis_url: str, log_dir: Path, seconds: float, extra_env: dict[str, str]
+) -> tuple[list[float], list[float]]:
+    """``measure_latency`` over a fresh pipeline (simulator, ingest, processor) started with
+    ``extra_env`` on the emptied Redis at ``redis_url`` (``client``'s)."""
+    client.flushall()
+    with Fleet(log_dir) as fleet:
+        start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
+                       extra_env=extra_env)  # fmt: skip
+        wait_reports(client, fleet)
+        time.sleep(2)  # let the start-up catch-up settle
+        measured = measure_latency(client, seconds)
+        fleet.check_alive()
+    return measured
 
 
 def _id(raw_id: bytes) -> tuple[int, int]:
@@ -225,14 +242,10 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
         try:
             say(f"context8 bench pipeline: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
             for min_publish_ms in ("50", "0"):
-                client.flushall()
-                with Fleet(Path(tmp) / f"logs-latency-{min_publish_ms}") as fleet:
-                    start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
-                                   extra_env={"NT_MIN_PUBLISH_MS": min_publish_ms})  # fmt: skip
-                    wait_reports(client, fleet)
-                    time.sleep(2)  # let the start-up catch-up settle
-                    latencies, appended = measure_latency(client, seconds)
-                    fleet.check_alive()
+                latencies, appended = pipeline_latency(
+                    client, redis_url, Path(tmp) / f"logs-latency-{min_publish_ms}", seconds,
+                    {"NT_MIN_PUBLISH_MS": min_publish_ms},
+                )  # fmt: skip
                 say(
                     f"event-to-report latency at the default rate, NT_MIN_PUBLISH_MS="
                     f"{min_publish_ms} ({len(latencies)} events):"

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from context8 import keys
-from context8.bench import SYMBOLS, measure_latency, say, stream_lengths, summary, wait_reports
+from context8.bench import SYMBOLS, pipeline_latency, say, stream_lengths, summary, wait_reports
 from context8.fleet_probe import start_processor
 from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
@@ -40,14 +40,10 @@ def run_bench_kinds(seconds: float) -> int:
         try:
             say(f"context8 bench kinds: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
             for kinds in ("analytics", "analytics,candles"):
-                client.flushall()
-                with Fleet(Path(tmp) / f"logs-{kinds}") as fleet:
-                    start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
-                                   extra_env={"NT_PROCESSOR_KINDS": kinds})  # fmt: skip
-                    wait_reports(client, fleet)
-                    time.sleep(2)  # let the start-up catch-up settle
-                    latencies, _appended = measure_latency(client, seconds)
-                    fleet.check_alive()
+                latencies, _appended = pipeline_latency(
+                    client, redis_url, Path(tmp) / f"logs-{kinds}", seconds,
+                    {"NT_PROCESSOR_KINDS": kinds},
+                )  # fmt: skip
                 say(f"analytics event-to-report latency, processor kinds {kinds} "
                      f"({len(latencies)} events): {summary(latencies)}")  # fmt: skip
             client.flushall()

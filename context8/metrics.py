@@ -5,7 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import (
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from context8.config import ConfigError
 
@@ -33,8 +40,7 @@ __all__ = [
 
 # Few buckets: every bucket is a series per label set, and the fleet's series stay bounded
 # (docs/decisions.md: under 1,000 for 100 symbols on 10 nodes).
-_LATENCY_BUCKETS = (5, 10, 25, 50, 100, 250, 1000)
-_CALC_BUCKETS = (10, 100)
+_LATENCY_BUCKETS = (10, 25, 50, 100, 250, 1000)
 
 disable_created_metrics()  # a _created series per counter doubles them for no alert or panel
 
@@ -62,8 +68,10 @@ DATA_AGE_MS = Gauge("nt_data_age_ms", "Age of the venue data in the last report"
 REPORT_PUBLISH_RATE = Gauge(
     "nt_report_publish_rate", "Reports written per second over the last 10 s", ["symbol"]
 )
-CALC_LATENCY_MS = Histogram(
-    "nt_calc_latency_ms", "Time to compute a projection", ["metric", "cycle"], buckets=_CALC_BUCKETS
+# A summary (sum and count: the mean), not a histogram: its buckets times kinds times cycles
+# were a quarter of a node's series; compute time percentiles are in `context8 bench`.
+CALC_LATENCY_MS = Summary(
+    "nt_calc_latency_ms", "Time to compute a projection (kind, fast or slow)", ["metric", "cycle"]
 )
 STREAM_LENGTH = Gauge("nt_stream_length", "Entries retained in md:{SYM}", ["symbol"])
 CONSUMER_LAG = Gauge(

@@ -94,6 +94,8 @@ class _Tenancy:
     """(entry id, fields) of entries that could not be folded, written with the next publish."""
     last_publish: float = 0.0
     last_checkpoint: float = 0.0
+    first: bool = True
+    """No publish of this tenure has been written yet."""
     next_slow: float = 0.0
     slow: object | None = None
     publishes: deque[float] = field(default_factory=deque)
@@ -195,7 +197,9 @@ async def _start_id(client: AnyAsyncRedis, symbol: str, start: StartAt) -> str:
 async def _serve_tenure(
     node: Consumer, tenure: Tenure, folded: Folded, handoff: asyncio.Event
 ) -> None:
-    tenancy = _Tenancy(tenure, folded)
+    # The old owner checkpointed as it handed off (or at most a second before it died): the
+    # first publishes of a takeover skip the checkpoint, which is the costly part of them.
+    tenancy = _Tenancy(tenure, folded, last_checkpoint=time.monotonic())
     stream = keys.stream_key(tenure.symbol)
     renewer = asyncio.create_task(_keep_lease(node, tenancy))
     try:
@@ -358,7 +362,7 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
     symbol = tenure.symbol
     # Not in a tenure's first publish: a takeover's first report goes out at once (its slow
     # sections follow with the next publish, a few ms later), and a final one needs none.
-    first = tenancy.last_checkpoint == 0.0
+    first = tenancy.first
     if kind.slow is not None and started >= tenancy.next_slow and not (first or final):
         tenancy.slow = kind.slow(folded.state)
         took = time.monotonic() - started
@@ -416,6 +420,7 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
         metrics.DEAD_LETTERS.labels(kind.name).inc(len(tenancy.dead))
         log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol, kind=kind.name)
         tenancy.dead.clear()
+    tenancy.first = False
     if checkpoint_due:
         tenancy.last_checkpoint = started
     tenancy.dirty = False

@@ -21,6 +21,7 @@ from context8.procs import Fleet, start_pipeline
 from context8.redis_client import connect_sync, get_many
 from context8.redis_server import free_port
 from tests.reports import validate_report
+from tests.waits import wait_for
 
 SYMBOLS = tuple(f"{letter}XUSDT.BINANCE" for letter in "EIJBCDAHK")
 """Three symbols per master of a three-master cluster created by ``redis-cli --cluster
@@ -39,17 +40,6 @@ def _spread_over(client, nodes: set[str]) -> dict[str, str] | None:
     return held
 
 
-def _wait(what: str, check, timeout_s: float, fleet: Fleet):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        fleet.check_alive()
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_fleet_on_a_cluster_spreads_and_fails_over(redis_cluster_url, tmp_path):
     client = connect_sync(redis_cluster_url, socket_timeout=5)
     owners = Counter(client.get_node_from_key(keys.stream_key(s)).name for s in SYMBOLS)
@@ -61,7 +51,7 @@ def test_a_fleet_on_a_cluster_spreads_and_fails_over(redis_cluster_url, tmp_path
         with Fleet(tmp_path / "logs") as fleet:
             nodes = {n: start_processor(fleet, redis_cluster_url, n, SYMBOLS)[0]
                      for n in ("p1", "p2", "p3")}  # fmt: skip
-            held = _wait("3 nodes sharing the symbols",
+            held = wait_for("3 nodes sharing the symbols",
                          lambda: _spread_over(client, {"p1", "p2", "p3"}), 30, fleet)  # fmt: skip
             for raw in get_many(client, [keys.report_key(s) for s in SYMBOLS]):
                 report = validate_report(msgspec.json.decode(raw))
@@ -80,7 +70,7 @@ def test_a_fleet_on_a_cluster_spreads_and_fails_over(redis_cluster_url, tmp_path
             failover_s = max(taken.values()) - killed_at
             print(f"\nfailover after kill -9 on the cluster: {failover_s:.2f} s")
             assert failover_s < 2.5
-            _wait("2 nodes sharing the symbols", lambda: _spread_over(client, {"p1", "p3"}), 10,
+            wait_for("2 nodes sharing the symbols", lambda: _spread_over(client, {"p1", "p3"}), 10,
                   fleet)  # fmt: skip
     finally:
         stop_probes(feeder, watcher)
@@ -107,7 +97,7 @@ def test_the_pipeline_end_to_end_on_a_cluster(redis_cluster_url, tmp_path: Path)
             )
             return reports if ok else None
 
-        for report in _wait("fresh reports from the cluster", fresh_reports, 90, fleet):
+        for report in wait_for("fresh reports from the cluster", fresh_reports, 90, fleet):
             validate_report(report)
         url = f"http://127.0.0.1:{mcp_port}/get_report?symbol=BTCUSDT"
         with urllib.request.urlopen(url, timeout=5) as reply:

@@ -23,6 +23,7 @@ from context8.fleet_probe import Feeder, lease_holders, start_processor, stop_pr
 from context8.procs import Fleet
 from processors import candles
 from processors.runtime import run_processor
+from tests.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = tuple(f"K{i}USDT.BINANCE" for i in range(4))
@@ -71,17 +72,6 @@ def _stopping(*probes):
         stop_probes(*probes)
 
 
-def _wait(what: str, check, timeout_s: float, fleet: Fleet):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        fleet.check_alive()
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _group_cursor(client: redis.Redis, symbol: str, group: bytes) -> str | None:
     for info in client.xinfo_groups(keys.stream_key(symbol)):
         if info["name"] == group:
@@ -113,7 +103,7 @@ def test_kinds_backfill_fail_over_and_leave_independently(redis_url, tmp_path):
             )
             return holders if caught_up and _even(holders, {"a1", "a2"}) else None
 
-        analytics = _wait("the analytics kind on both nodes", analytics_live, 30, fleet)
+        analytics = wait_for("the analytics kind on both nodes", analytics_live, 30, fleet)
         assert client.exists(*(keys.candles_key(s, "5m") for s in SYMBOLS)) == 0
 
         # A new kind joins the running pipeline: it starts at the beginning of the stream.
@@ -125,11 +115,11 @@ def test_kinds_backfill_fail_over_and_leave_independently(redis_url, tmp_path):
         def backfilled() -> bool:
             return all(_bar_trades(client, s) >= BACKLOG for s in SYMBOLS)
 
-        _wait("the candles kind to backfill the history", backfilled, 60, fleet)
+        wait_for("the candles kind to backfill the history", backfilled, 60, fleet)
         backfill_s = time.monotonic() - backfill_started
         stop_probes(gaps)
         # the node that came second gets its share once the first one's minimum hold is over
-        candles = _wait("the candles kind on both nodes",
+        candles = wait_for("the candles kind on both nodes",
                         lambda: (held := lease_holders(client, SYMBOLS, "candles"))
                         and _even(held, {"c1", "c2"}) and held, 15, fleet)  # fmt: skip
         assert lease_holders(client, SYMBOLS) == analytics  # not moved by the new kind
@@ -148,7 +138,7 @@ def test_kinds_backfill_fail_over_and_leave_independently(redis_url, tmp_path):
                 for s in SYMBOLS
             )
 
-        _wait("every trade in the bars", candles_complete, 20, fleet)
+        wait_for("every trade in the bars", candles_complete, 20, fleet)
 
         # One kind's owner dies: its symbols move to the kind's other node, the other kind's
         # symbols stay where they were.
@@ -156,7 +146,7 @@ def test_kinds_backfill_fail_over_and_leave_independently(redis_url, tmp_path):
         c1.process.kill()
         c1.process.wait(5)
         fleet.children.remove(c1)
-        _wait("c2 to take c1's candles",
+        wait_for("c2 to take c1's candles",
               lambda: set(lease_holders(client, SYMBOLS, "candles").values()) == {"c2"}, 10,
               fleet)  # fmt: skip
         assert lost and lease_holders(client, SYMBOLS) == analytics
@@ -165,7 +155,7 @@ def test_kinds_backfill_fail_over_and_leave_independently(redis_url, tmp_path):
         c2.process.send_signal(signal.SIGTERM)
         assert c2.process.wait(10) == 0
         fleet.children.remove(c2)
-        _wait("the candles leases released",
+        wait_for("the candles leases released",
               lambda: set(lease_holders(client, SYMBOLS, "candles").values()) == {None}, 10,
               fleet)  # fmt: skip
         before = [msgspec.json.decode(r)["updatedAt"]
@@ -218,7 +208,7 @@ def test_the_docs_example_kind_is_the_shipped_one_and_runs_from_its_entry_point(
             raw = client.mget([f"trade_count:{{{s}}}" for s in symbols])
             return all(r and msgspec.json.decode(r)["trades"] == 500 for r in raw)
 
-        _wait("the example kind's counts", counted, 20, fleet)
+        wait_for("the example kind's counts", counted, 20, fleet)
         assert lease_holders(client, symbols, "trade_count") == dict.fromkeys(symbols, "t1")
         counts = msgspec.json.decode(client.get(f"trade_count:{{{symbols[0]}}}"))
         assert counts["buys"] == sum(1 for n in range(1, 501) if n % 3)
