@@ -84,6 +84,8 @@ class Folded:
     lag_ms: int = 0
     """Stream time (ms) between the last entry folded and the stream's end, 0 once a read
     found nothing more."""
+    group_ready: bool = False
+    """The kind's consumer group on the stream is known to exist."""
 
 
 @dataclass(slots=True)
@@ -128,6 +130,9 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
             # is ours only the last few entries remain before the first publish.
             folded = folded or await _load(node, symbol)
             await _catch_up(node, folded, keys.stream_key(symbol), [])
+            if not folded.group_ready:  # done now, not on the hand-off's critical path
+                await _ensure_group(node.client, keys.stream_key(symbol), role, folded.last_id)
+                folded.group_ready = True
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(role).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
@@ -205,7 +210,9 @@ async def _serve_tenure(
     try:
         await _catch_up(node, folded, stream, tenancy.dead)
         tenancy.dirty = True
-        await _ensure_group(node.client, stream, node.kind.name, folded.last_id)
+        if not folded.group_ready:
+            await _ensure_group(node.client, stream, node.kind.name, folded.last_id)
+            folded.group_ready = True
         await _publish(node, tenancy)
         await _follow(node, tenancy, stream, handoff)
         await _publish(node, tenancy, final=True)
@@ -420,6 +427,10 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
         metrics.DEAD_LETTERS.labels(kind.name).inc(len(tenancy.dead))
         log_event(log, "dead_letter", count=len(tenancy.dead), symbol=symbol, kind=kind.name)
         tenancy.dead.clear()
+    if first:
+        # the takeover (or first start) is complete: the symbol is published by this node
+        log_event(log, "publishing", symbol=symbol, kind=kind.name, token=tenure.token,
+                  last_id=folded.last_id)  # fmt: skip
     tenancy.first = False
     if checkpoint_due:
         tenancy.last_checkpoint = started
