@@ -61,15 +61,15 @@ class PublishGaps(threading.Thread):
 
 def _even(holders: dict[str, str | None], nodes: set[str]) -> bool:
     """Every symbol held, by ``nodes``, two each (the bounded-load spread of 4 over 2)."""
-    return sorted(Counter(holders.values()).items()) == [(n, 2) for n in sorted(nodes)]
+    return Counter(holders.values()) == dict.fromkeys(nodes, 2)
 
 
 @contextlib.contextmanager
-def _stopping(*probes):
+def _stopping(*probes: threading.Thread):
     try:
         yield
     finally:
-        stop_probes(*probes)
+        stop_probes(*(probe for probe in probes if probe.ident is not None))  # the started
 
 
 def _group_cursor(client: redis.Redis, symbol: str, group: bytes) -> str | None:
