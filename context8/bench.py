@@ -24,12 +24,14 @@ failover (3 processor nodes, 15 symbols, a feeder appending to every stream):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -47,18 +49,18 @@ from context8.fleet_probe import (
 )
 from context8.procs import Child, Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
+from context8.samples import say, summary
 from ingest.simulator.synth import write_model_capture
 from processors.fold import fold, new_state
 from processors.runtime import run_processor
 
 __all__ = [
     "SYMBOLS",
+    "bench_redis",
     "measure_latency",
     "pipeline_latency",
     "run_bench",
-    "say",
     "stream_lengths",
-    "summary",
     "wait_reports",
 ]
 
@@ -67,21 +69,19 @@ _BUSY_RATE = 40.0
 _BUSY_SECONDS = 20.0
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(values: list[float]) -> str:
-    if not values:
-        return "no samples"
-    return (
-        f"p50 {_pct(values, 0.5):.1f} ms, p99 {_pct(values, 0.99):.1f} ms, max {max(values):.1f} ms"
-    )
+@contextlib.contextmanager
+def bench_redis() -> Iterator[tuple[Path, str, redis.Redis]]:
+    """A scratch directory, a private Redis in it, and a client of it; all gone on exit."""
+    with tempfile.TemporaryDirectory(prefix="context8-bench-") as scratch:
+        tmp = Path(scratch)
+        server = PrivateRedis(tmp / "redis")
+        redis_url = server.start()
+        client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        try:
+            yield tmp, redis_url, client
+        finally:
+            client.close()
+            server.stop()
 
 
 def wait_reports(client: redis.Redis, fleet: Fleet, timeout_s: float = 90.0) -> None:
@@ -235,82 +235,75 @@ def run_bench(name: str, *, seconds: float, rounds: int = 20) -> int:
     if name != "pipeline":
         raise ValueError(f"unknown benchmark {name!r}")
     logging.getLogger("context8").setLevel(logging.WARNING)  # the in-process catch-up node
-    with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
-        server = PrivateRedis(Path(tmp) / "redis")
-        redis_url = server.start()
-        client = redis.Redis.from_url(redis_url, socket_timeout=10)
-        try:
-            say(f"context8 bench pipeline: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
-            for min_publish_ms in ("50", "0"):
-                latencies, appended = pipeline_latency(
-                    client, redis_url, Path(tmp) / f"logs-latency-{min_publish_ms}", seconds,
-                    {"NT_MIN_PUBLISH_MS": min_publish_ms},
-                )  # fmt: skip
-                say(
-                    f"event-to-report latency at the default rate, NT_MIN_PUBLISH_MS="
-                    f"{min_publish_ms} ({len(latencies)} events):"
-                )
-                say(f"  venue time -> report readable: {summary(latencies)}")
-                say(f"  of which venue time -> appended to md:{{SYM}}: {summary(appended)}")
-            client.flushall()
-            capture = Path(tmp) / "model.jsonl"
-            started = time.perf_counter()
-            offered = write_model_capture(
-                capture, tuple(sym.partition(".")[0] for sym in SYMBOLS),
-                seconds=_BUSY_SECONDS, rate=_BUSY_RATE,
+    with bench_redis() as (tmp, redis_url, client):
+        say(f"context8 bench pipeline: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
+        for min_publish_ms in ("50", "0"):
+            latencies, appended = pipeline_latency(
+                client, redis_url, tmp / f"logs-latency-{min_publish_ms}", seconds,
+                {"NT_MIN_PUBLISH_MS": min_publish_ms},
             )  # fmt: skip
             say(
-                f"order-flow model (rate x{_BUSY_RATE:g}), generated and written as a capture: "
-                f"{offered / (time.perf_counter() - started):,.0f} messages/s"
+                f"event-to-report latency at the default rate, NT_MIN_PUBLISH_MS="
+                f"{min_publish_ms} ({len(latencies)} events):"
             )
-            with Fleet(Path(tmp) / "logs-throughput") as fleet:
-                replay = ("--capture", str(capture), "--speed", "0")
-                start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
-                               simulator_args=replay)  # fmt: skip
-                simulator, ingest = fleet.children[0], fleet.children[1]
-                while not stream_lengths(client):  # CPU from the first append on, not start-up
-                    fleet.check_alive()
-                    time.sleep(0.005)
-                cpu_before = _cpu_seconds(simulator), _cpu_seconds(ingest)
-                appended, span_s = _wait_settled(client, fleet)
-                cpu_after = _cpu_seconds(simulator), _cpu_seconds(ingest)
-            sim_cpu, ingest_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
-            entries = [
-                (symbol, fields[ENTRY_FIELD])
-                for symbol in SYMBOLS
-                for _id_, fields in client.xrange(keys.stream_key(symbol))
-            ]
-            raw_rate = _raw_xadd_rate(client, entries, batch=100)
-            say(
-                f"ingest, a model capture ({offered:,} venue messages) replayed as fast as the "
-                f"simulator sends: {appended:,} appended in {span_s:.1f} s = "
-                f"{appended / span_s:,.0f} messages/s; CPU: ingest node {ingest_cpu:.1f} s "
-                f"({appended / max(ingest_cpu, 1e-9):,.0f} messages per CPU-second), "
-                f"simulator {sim_cpu:.1f} s"
+            say(f"  venue time -> report readable: {summary(latencies)}")
+            say(f"  of which venue time -> appended to md:{{SYM}}: {summary(appended)}")
+        client.flushall()
+        capture = tmp / "model.jsonl"
+        started = time.perf_counter()
+        offered = write_model_capture(
+            capture, tuple(sym.partition(".")[0] for sym in SYMBOLS),
+            seconds=_BUSY_SECONDS, rate=_BUSY_RATE,
+        )  # fmt: skip
+        say(
+            f"order-flow model (rate x{_BUSY_RATE:g}), generated and written as a capture: "
+            f"{offered / (time.perf_counter() - started):,.0f} messages/s"
+        )
+        with Fleet(tmp / "logs-throughput") as fleet:
+            replay = ("--capture", str(capture), "--speed", "0")
+            start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
+                           simulator_args=replay)  # fmt: skip
+            simulator, ingest = fleet.children[0], fleet.children[1]
+            while not stream_lengths(client):  # CPU from the first append on, not start-up
+                fleet.check_alive()
+                time.sleep(0.005)
+            cpu_before = _cpu_seconds(simulator), _cpu_seconds(ingest)
+            appended, span_s = _wait_settled(client, fleet)
+            cpu_after = _cpu_seconds(simulator), _cpu_seconds(ingest)
+        sim_cpu, ingest_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+        entries = [
+            (symbol, fields[ENTRY_FIELD])
+            for symbol in SYMBOLS
+            for _id_, fields in client.xrange(keys.stream_key(symbol))
+        ]
+        raw_rate = _raw_xadd_rate(client, entries, batch=100)
+        say(
+            f"ingest, a model capture ({offered:,} venue messages) replayed as fast as the "
+            f"simulator sends: {appended:,} appended in {span_s:.1f} s = "
+            f"{appended / span_s:,.0f} messages/s; CPU: ingest node {ingest_cpu:.1f} s "
+            f"({appended / max(ingest_cpu, 1e-9):,.0f} messages per CPU-second), "
+            f"simulator {sim_cpu:.1f} s"
+        )
+        say(
+            f"raw redis-py pipelined XADD of the same {len(entries):,} entries "
+            f"(batches of 100), same Redis: {raw_rate:,.0f} entries/s"
+        )
+        sizes = [len(p) for _s, p in entries]
+        say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
+        events_rate, levels_rate = _fold_rate(entries)
+        say(
+            f"decode + fold alone (one core): {events_rate:,.0f} events/s, "
+            f"{levels_rate:,.0f} level updates/s"
+        )
+        for symbol in SYMBOLS:
+            client.delete(
+                keys.lease_key("analytics", symbol),
+                keys.report_key(symbol),
+                keys.checkpoint_key("analytics", symbol),
             )
-            say(
-                f"raw redis-py pipelined XADD of the same {len(entries):,} entries "
-                f"(batches of 100), same Redis: {raw_rate:,.0f} entries/s"
-            )
-            sizes = [len(p) for _s, p in entries]
-            say(f"entry size: mean {statistics.mean(sizes):.0f} B, max {max(sizes)} B")
-            events_rate, levels_rate = _fold_rate(entries)
-            say(
-                f"decode + fold alone (one core): {events_rate:,.0f} events/s, "
-                f"{levels_rate:,.0f} level updates/s"
-            )
-            for symbol in SYMBOLS:
-                client.delete(
-                    keys.lease_key("analytics", symbol),
-                    keys.report_key(symbol),
-                    keys.checkpoint_key("analytics", symbol),
-                )
-                client.xgroup_destroy(keys.stream_key(symbol), "analytics")
-            catch_up = _processor_catch_up_rate(redis_url, len(entries))
-            say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
-        finally:
-            client.close()
-            server.stop()
+            client.xgroup_destroy(keys.stream_key(symbol), "analytics")
+        catch_up = _processor_catch_up_rate(redis_url, len(entries))
+        say(f"processor node catching up from the stream start: {catch_up:,.0f} events/s")
     return 0
 
 
@@ -334,16 +327,13 @@ def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float 
 
 
 def _run_failover(rounds: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
-        server = PrivateRedis(Path(tmp) / "redis")
-        redis_url = server.start()
-        client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    with bench_redis() as (tmp, redis_url, client):
         feeder = Feeder(redis_url, _FLEET_SYMBOLS)
         watcher = Watcher(redis_url, _FLEET_SYMBOLS)
         feeder.start()
         watcher.start()
         try:
-            with Fleet(Path(tmp) / "logs") as fleet:
+            with Fleet(tmp / "logs") as fleet:
                 nodes = {
                     n: start_processor(fleet, redis_url, n, _FLEET_SYMBOLS)
                     for n in ("p1", "p2", "p3")
@@ -394,5 +384,3 @@ def _run_failover(rounds: int) -> None:
                 )
         finally:
             stop_probes(feeder, watcher)
-            client.close()
-            server.stop()

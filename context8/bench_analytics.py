@@ -32,7 +32,6 @@ from types import FunctionType, ModuleType
 import msgspec
 from sortedcontainers import SortedDict
 
-from context8.bench import say
 from context8.events import (
     SCHEMA_VERSION,
     BookDelta,
@@ -42,6 +41,7 @@ from context8.events import (
     Trade,
     scale,
 )
+from context8.samples import percentile, say
 from ingest.simulator.instruments import spec_for
 from ingest.simulator.orderflow import MarketModel
 from processors.checkpoint import decode_checkpoint, encode_checkpoint
@@ -226,13 +226,8 @@ def _bare_rate(repetitions: list[list[Event]]) -> float:
     return levels / elapsed
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _times(values: list[float]) -> str:
-    return (f"p50 {_pct(values, 0.5):.3f} ms, p99 {_pct(values, 0.99):.3f} ms, "
+    return (f"p50 {percentile(values, 0.5):.3f} ms, p99 {percentile(values, 0.99):.3f} ms, "
             f"max {max(values):.3f} ms ({len(values)} runs)")  # fmt: skip
 
 

@@ -14,17 +14,22 @@ a private Redis).
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 
 from context8 import keys
-from context8.bench import SYMBOLS, pipeline_latency, say, stream_lengths, summary, wait_reports
+from context8.bench import (
+    SYMBOLS,
+    bench_redis,
+    pipeline_latency,
+    say,
+    stream_lengths,
+    summary,
+    wait_reports,
+)
 from context8.fleet_probe import start_processor
 from context8.procs import Fleet, start_pipeline
-from context8.redis_server import PrivateRedis
 
 __all__ = ["run_bench_kinds"]
 
@@ -33,43 +38,36 @@ _BUSY_RATE = "40"
 
 def run_bench_kinds(seconds: float) -> int:
     logging.getLogger("context8").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="context8-bench-") as tmp:
-        server = PrivateRedis(Path(tmp) / "redis")
-        redis_url = server.start()
-        client = redis.Redis.from_url(redis_url, socket_timeout=10)
-        try:
-            say(f"context8 bench kinds: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
-            for kinds in ("analytics", "analytics,candles"):
-                latencies, _appended = pipeline_latency(
-                    client, redis_url, Path(tmp) / f"logs-{kinds}", seconds,
-                    {"NT_PROCESSOR_KINDS": kinds},
-                )  # fmt: skip
-                say(f"analytics event-to-report latency, processor kinds {kinds} "
-                     f"({len(latencies)} events): {summary(latencies)}")  # fmt: skip
-            client.flushall()
-            with Fleet(Path(tmp) / "logs-backfill") as fleet:
-                start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
-                               simulator_args=("--rate", _BUSY_RATE),
-                               extra_env={"NT_PROCESSOR_KINDS": "analytics"})  # fmt: skip
-                wait_reports(client, fleet)
-                time.sleep(seconds)
-                ends = {s: _newest_id(client, s) for s in SYMBOLS}
-                backlog = stream_lengths(client)
-                _child, port = start_processor(fleet, redis_url, "bench-candles", SYMBOLS,
-                                               kinds=("candles",))  # fmt: skip
-                # from the node being up (its metrics answer: imports done), not its start-up
-                fleet.wait_http(f"http://127.0.0.1:{port}/metrics", time.monotonic() + 60)
-                started = time.perf_counter()
-                while not all(_reached(client, s, ends[s]) for s in SYMBOLS):
-                    fleet.check_alive()
-                    time.sleep(0.01)
-                elapsed = time.perf_counter() - started
-            say(f"new kind (candles) backfilling {backlog:,} retained entries while the "
-                 f"pipeline runs (rate x{_BUSY_RATE}): {backlog / elapsed:,.0f} events/s "
-                 f"({elapsed:.2f} s from the node being up)")  # fmt: skip
-        finally:
-            client.close()
-            server.stop()
+    with bench_redis() as (tmp, redis_url, client):
+        say(f"context8 bench kinds: {len(SYMBOLS)} symbols, {seconds:.0f} s per phase")
+        for kinds in ("analytics", "analytics,candles"):
+            latencies, _appended = pipeline_latency(
+                client, redis_url, tmp / f"logs-{kinds}", seconds,
+                {"NT_PROCESSOR_KINDS": kinds},
+            )  # fmt: skip
+            say(f"analytics event-to-report latency, processor kinds {kinds} "
+                 f"({len(latencies)} events): {summary(latencies)}")  # fmt: skip
+        client.flushall()
+        with Fleet(tmp / "logs-backfill") as fleet:
+            start_pipeline(fleet, redis_url=redis_url, symbols=SYMBOLS, node_id="bench",
+                           simulator_args=("--rate", _BUSY_RATE),
+                           extra_env={"NT_PROCESSOR_KINDS": "analytics"})  # fmt: skip
+            wait_reports(client, fleet)
+            time.sleep(seconds)
+            ends = {s: _newest_id(client, s) for s in SYMBOLS}
+            backlog = stream_lengths(client)
+            _child, port = start_processor(fleet, redis_url, "bench-candles", SYMBOLS,
+                                           kinds=("candles",))  # fmt: skip
+            # from the node being up (its metrics answer: imports done), not its start-up
+            fleet.wait_http(f"http://127.0.0.1:{port}/metrics", time.monotonic() + 60)
+            started = time.perf_counter()
+            while not all(_reached(client, s, ends[s]) for s in SYMBOLS):
+                fleet.check_alive()
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+        say(f"new kind (candles) backfilling {backlog:,} retained entries while the "
+             f"pipeline runs (rate x{_BUSY_RATE}): {backlog / elapsed:,.0f} events/s "
+             f"({elapsed:.2f} s from the node being up)")  # fmt: skip
     return 0
 
 

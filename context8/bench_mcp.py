@@ -51,6 +51,7 @@ from mcp_types.version import LATEST_MODERN_VERSION
 from context8 import keys
 from context8.acl import READER, create_reader, url_with_user
 from context8.redis_server import PrivateRedis, free_port
+from context8.samples import percentile, say
 from context8_mcp.summary import report_summary
 from context8_mcp.tools import answer_result, read_only_tool
 from projections.report import (
@@ -76,10 +77,6 @@ SYMBOL: Final = "BTCUSDT.BINANCE"
 CONCURRENT: Final = 20
 _WARMUP_CALLS: Final = 20
 _REPUBLISH_S: Final = 0.25
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def sample_report(now_ms: int) -> Report:
@@ -214,11 +211,6 @@ def _http_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class _Figures(msgspec.Struct, frozen=True):
@@ -391,7 +383,9 @@ async def _measure(
                 group.start_soon(worker, calls[i % connections])
         elapsed = time.perf_counter() - start
     return _Figures(
-        p50_ms=_pct(latencies, 0.5), p99_ms=_pct(latencies, 0.99), per_s=len(latencies) / elapsed
+        p50_ms=percentile(latencies, 0.5),
+        p99_ms=percentile(latencies, 0.99),
+        per_s=len(latencies) / elapsed,
     )
 
 
@@ -412,7 +406,7 @@ def run_bench_mcp(*, seconds: float = 2.0) -> int:
                 ),
                 "bare SDK tool (constant)": _Server(["context8.bench_mcp"], "constant", {}),
             }
-            _say(
+            say(
                 f"context8 bench mcp: {seconds:g} s per measurement, {os.cpu_count()} CPUs, "
                 f"protocol {LATEST_MODERN_VERSION}, load average {os.getloadavg()[0]:.1f}"
             )
@@ -426,7 +420,7 @@ def run_bench_mcp(*, seconds: float = 2.0) -> int:
                 }  # fmt: skip
                 for client in ("lean client", "SDK client"):
                     for transport, load, connections, workers in _LOADS:
-                        _say(f"{transport}, {load}, {client}:")
+                        say(f"{transport}, {load}, {client}:")
                         figures = []
                         for name, server in servers.items():
                             connect = _connector(client, transport, server, urls[name], env)
@@ -435,9 +429,9 @@ def run_bench_mcp(*, seconds: float = 2.0) -> int:
                                 seconds=seconds,
                             )  # fmt: skip
                             figures.append(anyio.run(measure))
-                            _say(f"  {name:<26} {figures[-1].text()}")
+                            say(f"  {name:<26} {figures[-1].text()}")
                         ours, floor = figures
-                        _say(
+                        say(
                             f"  ours / floor: p50 {ours.p50_ms / floor.p50_ms:.2f}x, p99 "
                             f"{ours.p99_ms / floor.p99_ms:.2f}x, req/s "
                             f"{ours.per_s / floor.per_s:.2f}x"

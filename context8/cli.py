@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("pipeline", "failover", "mcp", "kinds", "analytics"),
     )
     bench.add_argument(
-        "--seconds", type=float, help="pipeline: per phase (20); mcp: per measurement (2)"
+        "--seconds", type=float, help="pipeline, kinds: per phase (20); mcp: per measurement (2)"
     )
     bench.add_argument("--rounds", type=int, default=20, help="failover: kill -9 rounds")
     bench.add_argument(

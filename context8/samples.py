@@ -1,0 +1,25 @@
+"""What every benchmark prints: lines as they come, and percentiles of samples."""
+
+from __future__ import annotations
+
+__all__ = ["percentile", "say", "summary"]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(values: list[float]) -> str:
+    """p50, p99 and max of ``values`` (ms)."""
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {percentile(values, 0.5):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
+        f"max {max(values):.1f} ms"
+    )
