@@ -36,7 +36,8 @@ CANDLE_INTERVALS: Final = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True):
-    pass
+    """Immutable values; unknown fields are ignored on decode, so a reader of an older build
+    accepts a newer writer's (fields are only ever added)."""
 
 
 class Heavy(_Model, kw_only=True):

@@ -98,8 +98,9 @@ def compose_services(*files: Path, env: Mapping[str, str] = SECRETS) -> dict[str
     merged: object = {}
     for path in files:
         merged = merge(merged, yaml.safe_load(path.read_text()))
-    assert isinstance(merged, dict)
-    return interpolate(merged, env)["services"]  # type: ignore[index]
+    compose = interpolate(merged, env)
+    assert isinstance(compose, dict)
+    return compose["services"]
 
 
 def context8_services(services: dict[str, dict]) -> dict[str, dict]:

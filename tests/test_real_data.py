@@ -77,7 +77,7 @@ class _OracleBook:
         if self.last is None:
             self.buffer.append(diff)
         elif diff["u"] <= self.last:
-            pass
+            return  # already in the book (Binance: drop diffs with u <= lastUpdateId)
         elif diff["U"] > self.last + 1:
             self.last, self.bids, self.asks = None, {}, {}
             self.buffer = [diff]
