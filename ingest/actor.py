@@ -39,7 +39,7 @@ from nautilus_trader.model.identifiers import ClientId, InstrumentId
 from redis.exceptions import RedisError
 
 from context8 import keys, metrics
-from context8.events import SCHEMA_VERSION, Event, Status, StatusKind
+from context8.events import Event, Status, StatusKind
 from context8.redis_client import get_many_async
 from coordination.assignment import plan
 from coordination.membership import NodeInfo, beat, leave, live_nodes
@@ -396,8 +396,7 @@ class IngestActor(Actor):
 
 
 def _status(status: StatusKind, detail: str) -> Status:
-    now = time.time_ns()
-    return Status(v=SCHEMA_VERSION, ts_event=now, ts_init=now, status=status, detail=detail)
+    return normalize.status_at(status, detail, time.time_ns())
 
 
 def _log(level: int, event: str, symbol: str | None, **fields: object) -> None:

@@ -30,6 +30,7 @@ from context8.events import (
     BookSnapshot,
     Level,
     Status,
+    StatusKind,
     Ticker,
     Trade,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "book_event",
     "empty_delta",
     "fixed",
+    "status_at",
     "status_event",
     "ticker_event",
     "trade_event",
@@ -185,6 +187,26 @@ def ticker_event(ticker: BinanceTicker) -> Ticker:
         quote_volume=_dec(ticker.quote_volume),
         price_change_pct=_dec(ticker.price_change_percent),
         trade_count=ticker.count,
+    )
+
+
+def status_at(
+    status: StatusKind,
+    detail: str,
+    ts_ns: int,
+    *,
+    expected: int | None = None,
+    received: int | None = None,
+) -> Status:
+    """A status event of ingest's own (no venue time: ``ts_ns`` is both its times)."""
+    return Status(
+        v=SCHEMA_VERSION,
+        ts_event=ts_ns,
+        ts_init=ts_ns,
+        status=status,
+        detail=detail,
+        expected_update_id=expected,
+        received_update_id=received,
     )
 
 

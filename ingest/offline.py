@@ -55,7 +55,7 @@ from nautilus_trader.adapters.binance.spot.schemas.market import (
 )
 from nautilus_trader.model.identifiers import InstrumentId
 
-from context8.events import SCHEMA_VERSION, Event, Status, StatusKind
+from context8.events import Event
 from ingest import normalize
 from ingest.binance import DepthDiff, parse_depth_diff
 from ingest.capture import MetaLine, RestLine, WsLine, read_capture
@@ -161,7 +161,7 @@ class CaptureIngest:
                 for sym in self._symbols.values():
                     sym.sequencer.await_snapshot()
                     detail = f"offline replay of {self.path.name}"
-                    yield self._out(sym, _status("started", ts, detail), line.recv_ts)
+                    yield self._out(sym, normalize.status_at("started", detail, ts), line.recv_ts)
             if isinstance(line, MetaLine):
                 continue
             if isinstance(line, RestLine):
@@ -243,7 +243,7 @@ class CaptureIngest:
         snapshot = depth.parse_to_order_book_snapshot(sym.instrument_id, ts)
         yield normalize.book_event(snapshot, sym.precision)
         if sym.resync_reason is not None:
-            yield _status("resync", ts, sym.resync_reason, received=depth.lastUpdateId)
+            yield normalize.status_at("resync", sym.resync_reason, ts, received=depth.lastUpdateId)
             sym.resync_reason = None
         for diff in outcome.diffs:
             yield _diff_event(diff, sym.precision)
@@ -253,7 +253,9 @@ class CaptureIngest:
     def _gap(self, sym: _Symbol, gap: Gap, ts: int) -> Event:
         self.stats.gaps += 1
         sym.resync_reason = "gap"
-        return _status("gap", ts, gap.detail, expected=gap.expected, received=gap.received)
+        return normalize.status_at(
+            "gap", gap.detail, ts, expected=gap.expected, received=gap.received
+        )
 
     # -- trades and tickers --------------------------------------------------------------------
 
@@ -310,22 +312,3 @@ def _diff_event(diff: DepthDiff, precision: normalize.Precision) -> Event:
 def _ns(recv_ts: float) -> int:
     """A capture's receive time (s, float) in ns, to the microsecond it is written with."""
     return round(recv_ts * 1_000_000) * 1_000
-
-
-def _status(
-    status: StatusKind,
-    ts: int,
-    detail: str,
-    *,
-    expected: int | None = None,
-    received: int | None = None,
-) -> Status:
-    return Status(
-        v=SCHEMA_VERSION,
-        ts_event=ts,
-        ts_init=ts,
-        status=status,
-        detail=detail,
-        expected_update_id=expected,
-        received_update_id=received,
-    )

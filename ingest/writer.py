@@ -39,11 +39,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from context8 import keys, lua, metrics
-from context8.events import ENTRY_FIELD, SCHEMA_VERSION, Event, Status, encode_event
+from context8.events import ENTRY_FIELD, Event, encode_event
 from context8.redis_client import AnyAsyncRedis, Command, async_client
 from context8.redis_client import batch as redis_batch
 from coordination import lease
 from coordination.lease import LeaseScripts, Tenure
+from ingest.normalize import status_at
 
 __all__ = ["ROLE", "StreamWriter", "WriterStats", "connect"]
 
@@ -398,10 +399,7 @@ class _Batch:
 
 
 def _gap(detail: str) -> bytes:
-    now = time.time_ns()
-    return encode_event(
-        Status(v=SCHEMA_VERSION, ts_event=now, ts_init=now, status="gap", detail=detail)
-    )
+    return encode_event(status_at("gap", detail, time.time_ns()))
 
 
 def _log(level: int, event: str, symbol: str | None, **fields: object) -> None:
