@@ -74,8 +74,8 @@ async def beat(client: AnyAsyncRedis, info: NodeInfo, now_ms: int) -> None:
 
 
 async def live_nodes(client: AnyAsyncRedis, role: str, now_ms: int) -> list[NodeInfo]:
-    """Nodes of ``role`` (a node role, or a processor kind the node runs) whose last
-    heartbeat is at most LIVE_INTERVALS old."""
+    """Nodes of ``role`` (``ingest`` or ``processor``) whose last heartbeat is at most
+    LIVE_INTERVALS old."""
     oldest = now_ms - LIVE_INTERVALS * HEARTBEAT_MS
     ids = await client.zrangebyscore(keys.NODES_SEEN_KEY, oldest, "+inf")
     if not ids:
@@ -92,7 +92,7 @@ async def live_nodes(client: AnyAsyncRedis, role: str, now_ms: int) -> list[Node
             info = _decoder.decode(value)
         except msgspec.DecodeError:
             continue  # a node of another build; it is not ours to assign to
-        if info.role == role or role in info.kinds:
+        if info.role == role:
             nodes.append(info)
     return nodes
 

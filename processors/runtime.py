@@ -209,8 +209,10 @@ async def _coordinate(
                 await beat(client, _with_owned(info, every_tenures), now_ms)
                 metrics.NODE_HEARTBEAT.set(now_ms / 1000)
                 next_beat = now + next_beat_s()
+            # one read of the fleet per tick; each kind plans over the nodes running it
+            fleet = await live_nodes(client, ROLE, now_ms)
             for tenures in every_tenures:
-                await _assign(client, settings, info, tenures, now, now_ms)
+                await _assign(client, settings, info, fleet, tenures, now)
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(ROLE).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING)
@@ -222,14 +224,14 @@ async def _assign(
     client: AnyAsyncRedis,
     settings: Settings,
     info: NodeInfo,
+    fleet: list[NodeInfo],
     tenures: _Tenures,
     now: float,
-    now_ms: int,
 ) -> None:
-    """One kind's plan for this node, applied."""
+    """One kind's plan for this node over the live processor nodes ``fleet``, applied."""
     node = tenures.node
     kind = node.kind.name
-    nodes = await live_nodes(client, kind, now_ms)
+    nodes = [n for n in fleet if kind in n.kinds]
     every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
     holders = await _holders(client, kind, every_symbol)
     decided = plan(
