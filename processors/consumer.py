@@ -163,12 +163,8 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
         log_event(log, "lease_released", token=tenure.token, symbol=symbol, kind=role)
 
 
-async def _wait(event: asyncio.Event, timeout_s: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout_s)
-
-
 async def _wait_any(timeout_s: float, *events: asyncio.Event) -> None:
+    """Until one of ``events`` is set, or ``timeout_s`` passed."""
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
         await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
@@ -239,7 +235,7 @@ async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
     ttl = node.settings.lease_ttl_ms
     expires = time.monotonic() + ttl / 1000
     while not tenancy.ended.is_set():
-        await _wait(tenancy.ended, ttl / 2000)
+        await _wait_any(ttl / 2000, tenancy.ended)
         if tenancy.ended.is_set():
             return
         try:
