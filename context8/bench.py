@@ -17,14 +17,17 @@ pipeline:
 failover (3 processor nodes, 15 symbols, a feeder appending to every stream):
   kill -9 one node per round (``--rounds``, default 20): the time from the kill to the first
   report of each of its symbols by another node (p50/p99), the symbols moved per leave and
-  per rejoin; then a node paused (SIGSTOP) past its lease and resumed: stale writes refused
-  vs accepted.
+  per rejoin; as many rounds of SIGTERM: the gap between the leaving node's last report of
+  each of its symbols and the new owner's first, next to the gap between two reports of one
+  owner; then a node paused (SIGSTOP) past its lease and resumed: stale writes refused vs
+  accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -326,6 +329,38 @@ def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float 
     raise TimeoutError(f"the fleet did not settle: {last}")
 
 
+def _take_down(
+    fleet: Fleet,
+    redis_url: str,
+    client: redis.Redis,
+    watcher: Watcher,
+    nodes: dict[str, tuple[Child, int]],
+    held: dict,
+    victim: str,
+    how: signal.Signals,
+) -> tuple[dict, dict[str, float], list[float]]:
+    """Stop ``victim`` with ``how`` and start it again once the others have settled without
+    it. Returns the holders while it was gone, the seconds from the signal to each of its
+    symbols' first report by another node, and the gaps (ms) between the victim's last
+    report of each and the new owner's first."""
+    child, _port = nodes.pop(victim)
+    moving = {s for s, n in held.items() if n == victim}
+    signalled_at = time.time()
+    child.process.send_signal(how)
+    child.process.wait(10)
+    fleet.children.remove(child)
+    deadline = time.monotonic() + 30
+    while len(taken := watcher.taken_over(moving, victim, signalled_at)) < len(moving):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{how.name} of {victim}: its symbols not taken over")
+        time.sleep(0.005)
+    gaps = [new_at - old_at for symbol, was, old_at, _now, new_at, seen_at in watcher.handoffs
+            if was == victim and symbol in moving and seen_at > signalled_at]  # fmt: skip
+    after = _settled(client, fleet, set(nodes))
+    nodes[victim] = start_processor(fleet, redis_url, victim, _FLEET_SYMBOLS)
+    return after, {s: at - signalled_at for s, at in taken.items()}, gaps
+
+
 def _run_failover(rounds: int) -> None:
     with bench_redis() as (tmp, redis_url, client):
         feeder = Feeder(redis_url, _FLEET_SYMBOLS)
@@ -339,26 +374,12 @@ def _run_failover(rounds: int) -> None:
                     for n in ("p1", "p2", "p3")
                 }
                 held = _settled(client, fleet, set(nodes))
+                take_down = functools.partial(_take_down, fleet, redis_url, client, watcher, nodes)
                 failovers, leave_moves, join_moves = [], [], []
                 for round_ in range(rounds):
-                    victim = f"p{round_ % 3 + 1}"
-                    child, _port = nodes.pop(victim)
-                    orphaned = {s for s, n in held.items() if n == victim}
-                    killed_at = time.time()
-                    child.process.kill()
-                    child.process.wait(5)
-                    fleet.children.remove(child)
-                    deadline = time.monotonic() + 30
-                    while len(taken := watcher.taken_over(orphaned, victim, killed_at)) < len(
-                        orphaned
-                    ):
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(f"round {round_}: symbols not taken over")
-                        time.sleep(0.005)
-                    failovers.append(max(taken.values()) - killed_at)
-                    after = _settled(client, fleet, set(nodes))
+                    after, taken, _gaps = take_down(held, f"p{round_ % 3 + 1}", signal.SIGKILL)
+                    failovers.append(max(taken.values()))
                     leave_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
-                    nodes[victim] = start_processor(fleet, redis_url, victim, _FLEET_SYMBOLS)
                     held = _settled(client, fleet, set(nodes))
                     join_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
                 say(
@@ -369,6 +390,20 @@ def _run_failover(rounds: int) -> None:
                     f"symbols moved per node leave: mean {statistics.mean(leave_moves):.1f} "
                     f"(its own share: {len(_FLEET_SYMBOLS) / 3:.0f}); per join: mean "
                     f"{statistics.mean(join_moves):.1f}, max {max(join_moves)}"
+                )
+                intervals_before = len(watcher.intervals)
+                gaps: list[float] = []
+                for round_ in range(rounds):
+                    victim = f"p{round_ % 3 + 1}"
+                    gaps += take_down(held, victim, signal.SIGTERM)[2]
+                    held = _settled(client, fleet, set(nodes))
+                say(
+                    f"graceful hand-off (SIGTERM), {rounds} rounds, {len(gaps)} symbols: gap "
+                    f"from the old owner's last report to the new owner's first: {summary(gaps)}"
+                )
+                say(
+                    "  next to the gap between two reports of one owner, same run: "
+                    f"{summary(list(watcher.intervals)[intervals_before:])}"
                 )
                 child, port = nodes["p1"]
                 refused_before = metric(port, "nt_lease_conflicts_total")

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import urllib.request
+from collections import deque
 
 import msgspec
 import redis
@@ -39,9 +40,10 @@ class Feeder(threading.Thread):
                     keys.lease_key("ingest", s),
                     keys.token_key("ingest", s),
                     keys.fence_key("ingest", s),
+                    keys.successor_key("ingest", s),
                 ],
-                args=["feeder", 600_000],
-            )
+                args=["feeder", 600_000, "0", ""],
+            )[0]
             for s in self.symbols
         }
         self.halt = threading.Event()
@@ -102,6 +104,8 @@ class Watcher(threading.Thread):
         """(symbol, old writer, its last updatedAt, new writer, its first updatedAt, when
         the new writer's report was first seen)."""
         self.last: dict[str, dict] = {}
+        self.intervals: deque[int] = deque(maxlen=1_000_000)
+        """ms between two successive reports of one writer (as far as polling sees them)."""
 
     def run(self) -> None:
         report_keys = [keys.report_key(s) for s in self.symbols]
@@ -126,6 +130,8 @@ class Watcher(threading.Thread):
                     self.handoffs.append(
                         (symbol, old, before["updatedAt"], writer, report["updatedAt"], seen_at)
                     )
+                elif before is not None and report["updatedAt"] != before["updatedAt"]:
+                    self.intervals.append(report["updatedAt"] - before["updatedAt"])
                 self.last[symbol] = report
 
     def taken_over(self, symbols: set[str], old: str, since: float) -> dict[str, float]:

@@ -19,6 +19,7 @@ __all__ = [
     "node_key",
     "report_key",
     "stream_key",
+    "successor_key",
     "token_key",
 ]
 
@@ -71,6 +72,12 @@ def fence_key(role: str, symbol: str) -> str:
     """The highest token ``role``'s owner writes for ``symbol`` were made with: writes with a
     lower one are refused, and new tokens are handed out above it."""
     return f"lease:{role}:{{{symbol}}}:fence"
+
+
+def successor_key(role: str, symbol: str) -> str:
+    """The node ready to take ``role`` for ``symbol`` over from its holder (it has loaded
+    the state and folded ahead): the holder hands off once there is one."""
+    return f"lease:{role}:{{{symbol}}}:successor"
 
 
 def node_key(node_id: str) -> str:

@@ -1,7 +1,10 @@
 """Fenced leases: one holder per (role, symbol), each tenure with its own fencing token.
 
 Acquire is ``SET NX PX`` + ``INCR`` in one script; renew and release compare holder and token
-first. Every owner write carries the tenure (``fence_keys``/``fence_args``) into a Lua script
+first. A node waiting for a lease may say it is ready to take over (``successor``): the
+holder, asked to hand off, keeps publishing until then, so the readers' gap is short.
+
+Every owner write carries the tenure (``fence_keys``/``fence_args``) into a Lua script
 that refuses it when the tenure is no longer current (``StaleTenureError``).
 """
 
@@ -17,6 +20,8 @@ from context8 import keys, lua
 
 __all__ = [
     "RELEASED_CHANNEL",
+    "SUCCESSOR_CHANNEL",
+    "Held",
     "LeaseScripts",
     "StaleTenureError",
     "Tenure",
@@ -28,6 +33,8 @@ __all__ = [
 
 RELEASED_CHANNEL: Final = "nt:released"
 """Where a released lease's key is published."""
+SUCCESSOR_CHANNEL: Final = "nt:successor"
+"""Where a lease's key is published when a node becomes ready to take it over."""
 
 
 class StaleTenureError(Exception):
@@ -49,6 +56,14 @@ class Tenure:
     @property
     def fence_args(self) -> list[str | int]:
         return [self.node_id, self.token]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Another node holds the lease."""
+
+    ttl_ms: int
+    """How long its lease has left: it lapses then unless renewed."""
 
 
 class LeaseScripts:
@@ -74,12 +89,22 @@ def is_stale(error: ResponseError) -> bool:
 
 
 async def acquire(
-    scripts: LeaseScripts, role: str, symbol: str, node_id: str, ttl_ms: int
-) -> Tenure | None:
-    """The caller's tenure, or None while another node holds the lease."""
-    token = await scripts.acquire(keys=_lease_keys(role, symbol), args=[node_id, ttl_ms])
-    if token is None:
-        return None
+    scripts: LeaseScripts,
+    role: str,
+    symbol: str,
+    node_id: str,
+    ttl_ms: int,
+    *,
+    successor: bool = False,
+) -> Tenure | Held:
+    """The caller's tenure, or how long another node's lease has left. ``successor``: the
+    caller is ready to take over (announced on ``SUCCESSOR_CHANNEL`` when it becomes so)."""
+    token, left_ms = await scripts.acquire(
+        keys=[*_lease_keys(role, symbol), keys.successor_key(role, symbol)],
+        args=[node_id, ttl_ms, "1" if successor else "0", SUCCESSOR_CHANNEL],
+    )
+    if not token:
+        return Held(ttl_ms=int(left_ms))
     return Tenure(role=role, symbol=symbol, node_id=node_id, token=int(token))
 
 

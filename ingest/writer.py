@@ -158,7 +158,7 @@ class StreamWriter:
         for symbol, result in zip(wanted, results, strict=True):
             if isinstance(result, BaseException):
                 _log(logging.WARNING, "lease_acquire_failed", symbol, error=repr(result))
-            elif result is not None and not self._closed:
+            elif isinstance(result, lease.Tenure) and not self._closed:
                 self._tenures[symbol] = result
                 self._pending.setdefault(symbol, deque())
                 acquired.append(symbol)

@@ -3,7 +3,8 @@ kind, and write the kind's projections, all under the symbol's fenced lease of t
 
 Acquire the lease -> load the checkpoint (or start where the kind's new groups start) ->
 re-fold the stream after it -> read new entries, fold, publish (with a checkpoint at least
-every second) -> on hand-off, a final publish and checkpoint, then release.
+every second) -> on hand-off, once the successor is ready, a final publish and checkpoint,
+then release. (Loading and re-folding start while the lease is still another node's.)
 Publishing follows the events: a folded batch is published at once unless the last publish
 is younger than ``min_publish_ms`` (then when it is that old), and at least every
 ``report_period_ms``. The kind's slow cycle runs with a publish once ``slow_period_ms`` has
@@ -34,14 +35,14 @@ from processors.kind import Kind, ProjectionContext, StartAt, decode_envelope, e
 from projections.report import Writer
 from projections.writer import ProjectionScripts, Put, raise_refusals, write_commands
 
-__all__ = ["Consumer", "hold_symbol"]
+__all__ = ["Consumer", "HandOff", "hold_symbol"]
 
 _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
 _RETRY_S = 0.5
-_ACQUIRE_POLL_S = 0.02
-_ACQUIRE_POLL_SLOW_S = 0.25
-_ACQUIRE_FAST_FOR_S = 3.0
+_FOLD_AHEAD_EVERY_S = 0.25
+"""A node waiting for a lease folds ahead (and renews its word as successor) this often."""
+_LAPSE_MARGIN_S = 0.002
 _CANCEL_GRACE_S = 0.05
 _MAX_BLOCK_MS = 1000
 """Reads block at most this long (well under the client's socket timeout)."""
@@ -65,6 +66,11 @@ class Consumer:
     released: dict[str, asyncio.Event] = field(default_factory=dict)
     """Lease key -> set when that lease is announced released (the node's listener sets it;
     shared by the node's kinds)."""
+    successors: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Lease key -> set when a node announces it is ready to take that lease over (the
+    listener sets it, for tenures handing off)."""
+    finishing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held for a tenure's final publish (shared by the node's kinds)."""
     held_since: dict[str, float] = field(default_factory=dict)
     """Symbol -> monotonic time its current tenure began."""
 
@@ -107,45 +113,36 @@ class _Tenancy:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> None:
-    """Acquire ``symbol`` (polling while another node still holds it) and serve the tenure
-    until it is lost, or until ``handoff`` is set: then a final publish and checkpoint go out
-    and the lease is released. Hand-off is cooperative (an event, not task cancellation),
-    so the final writes never race a half-cancelled Redis call."""
+@dataclass(slots=True)
+class HandOff:
+    """A request to end a tenure: set by the node, read by the tenure."""
+
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    successor_wait_s: float = 0.0
+    """How long the tenure goes on publishing while no successor has said it is ready."""
+
+    def ask(self, successor_wait_s: float) -> None:
+        self.successor_wait_s = successor_wait_s
+        self.asked.set()
+
+
+async def hold_symbol(node: Consumer, symbol: str, handoff: HandOff) -> None:
+    """Acquire ``symbol`` (waiting, warm, while another node still holds it) and serve the
+    tenure until it is lost, or until ``handoff`` is asked: then, once a successor is ready
+    (or after ``successor_wait_s``), a final publish and checkpoint go out and the lease is
+    released. Hand-off is cooperative (an event, not task cancellation), so the final writes
+    never race a half-cancelled Redis call."""
     role = node.kind.name
-    ttl = node.settings.lease_ttl_ms
-    waiting_since = time.monotonic()
-    tenure = None
-    folded: Folded | None = None
     lease_key = keys.lease_key(role, symbol)
     released = node.released.setdefault(lease_key, asyncio.Event())
-    while not handoff.is_set():
-        released.clear()
-        try:
-            tenure = await acquire(node.leases, role, symbol, node.settings.node_id, ttl)
-            if tenure is not None:
-                break
-            # While the old owner still holds it, fold ahead (reading needs no lease; the
-            # fold is deterministic, so this state equals the old owner's): once the lease
-            # is ours only the last few entries remain before the first publish.
-            folded = folded or await _load(node, symbol)
-            await _catch_up(node, folded, keys.stream_key(symbol), [])
-            if not folded.group_ready:  # done now, not on the hand-off's critical path
-                await _ensure_group(node.client, keys.stream_key(symbol), role, folded.last_id)
-                folded.group_ready = True
-        except RedisError as e:
-            metrics.REDIS_ERRORS.labels(role).inc()
-            log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
-            await asyncio.sleep(_RETRY_S)
-            continue
-        # Fast at first: during a hand-off the old owner releases within milliseconds; slower
-        # after, when the holder is a node that has not (yet) agreed to let go.
-        slow = time.monotonic() - waiting_since > _ACQUIRE_FAST_FOR_S
-        await _wait_any(_ACQUIRE_POLL_SLOW_S if slow else _ACQUIRE_POLL_S, handoff, released)
-    if node.released.get(lease_key) is released:
-        del node.released[lease_key]
-    if tenure is None:
+    try:
+        acquired = await _acquire_warm(node, symbol, handoff, released)
+    finally:
+        if node.released.get(lease_key) is released:
+            del node.released[lease_key]
+    if acquired is None:
         return
+    tenure, folded = acquired
     log_event(log, "lease_acquired", token=tenure.token, symbol=symbol, kind=role)
     node.held_since[symbol] = time.monotonic()
     metrics.SYMBOLS_ASSIGNED.labels(role).set(len(node.held_since))
@@ -161,6 +158,43 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: asyncio.Event) -> No
         with contextlib.suppress(RedisError):
             await release(node.leases, tenure)
         log_event(log, "lease_released", token=tenure.token, symbol=symbol, kind=role)
+
+
+async def _acquire_warm(
+    node: Consumer, symbol: str, handoff: HandOff, released: asyncio.Event
+) -> tuple[Tenure, Folded | None] | None:
+    """The lease once it is ours (with the state folded so far), or None when asked to hand
+    off first.
+
+    While another node holds it, the state is loaded and folded ahead (reading needs no
+    lease; the fold is deterministic, so this state equals the holder's), and then this node
+    says it is ready to take over: a holder handing off waits for that, so only the last few
+    entries remain to fold between its final publish and our first. Waits end when the lease
+    is announced released, when it would lapse (its holder died), or to fold ahead again."""
+    role = node.kind.name
+    folded: Folded | None = None
+    while not handoff.asked.is_set():
+        released.clear()
+        ready = folded is not None and folded.group_ready
+        try:
+            outcome = await acquire(node.leases, role, symbol, node.settings.node_id,
+                                    node.settings.lease_ttl_ms, successor=ready)  # fmt: skip
+            if isinstance(outcome, Tenure):
+                return outcome, folded
+            folded = folded or await _load(node, symbol)
+            await _catch_up(node, folded, keys.stream_key(symbol), [])
+            if not folded.group_ready:  # done now, not on the hand-off's critical path
+                await _ensure_group(node.client, keys.stream_key(symbol), role, folded.last_id)
+                folded.group_ready = True
+        except RedisError as e:
+            metrics.REDIS_ERRORS.labels(role).inc()
+            log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
+            await asyncio.sleep(_RETRY_S)
+            continue
+        if ready:  # else say so at once
+            wait_s = min(outcome.ttl_ms / 1000 + _LAPSE_MARGIN_S, _FOLD_AHEAD_EVERY_S)
+            await _wait_any(wait_s, handoff.asked, released)
+    return None
 
 
 async def _wait_any(timeout_s: float, *events: asyncio.Event) -> None:
@@ -195,9 +229,7 @@ async def _start_id(client: AnyAsyncRedis, symbol: str, start: StartAt) -> str:
     return f"{int(start) - 1}-18446744073709551615" if int(start) > 0 else "0-0"
 
 
-async def _serve_tenure(
-    node: Consumer, tenure: Tenure, folded: Folded, handoff: asyncio.Event
-) -> None:
+async def _serve_tenure(node: Consumer, tenure: Tenure, folded: Folded, handoff: HandOff) -> None:
     # The old owner checkpointed as it handed off (or at most a second before it died): the
     # first publishes of a takeover skip the checkpoint, which is the costly part of them.
     tenancy = _Tenancy(tenure, folded, last_checkpoint=time.monotonic())
@@ -210,14 +242,38 @@ async def _serve_tenure(
             await _ensure_group(node.client, stream, node.kind.name, folded.last_id)
             folded.group_ready = True
         await _publish(node, tenancy)
-        await _follow(node, tenancy, stream, handoff)
-        await _publish(node, tenancy, final=True)
+        await _follow(node, tenancy, stream, handoff.asked)
+        if handoff.successor_wait_s > 0:
+            await _await_successor(node, tenancy, stream, handoff.successor_wait_s)
+        # One final publish (then release) at a time on a node: its successors take the
+        # symbols over one by one, none queueing behind the others' first publishes.
+        async with node.finishing:
+            await _publish(node, tenancy, final=True)
     finally:
         # Stopped by a flag as well as cancelled: redis-py can swallow a cancellation that
         # lands inside a command, and the renewer must not then renew on forever.
         tenancy.ended.set()
         renewer.cancel()
         await asyncio.wait({renewer}, timeout=_CANCEL_GRACE_S * 20)
+
+
+async def _await_successor(node: Consumer, tenancy: _Tenancy, stream: str, wait_s: float) -> None:
+    """Go on folding and publishing until a node taking over says it is ready (it has
+    loaded the state and folded ahead), for at most ``wait_s``: the readers' gap is then the
+    fold of the last few entries, not the new owner's start."""
+    role, symbol = tenancy.tenure.role, tenancy.tenure.symbol
+    lease_key = keys.lease_key(role, symbol)
+    ready = node.successors[lease_key] = asyncio.Event()
+    try:
+        if await node.client.exists(keys.successor_key(role, symbol)):
+            return
+        await _follow(node, tenancy, stream, ready, until=time.monotonic() + wait_s)
+    except RedisError as e:  # hand off now: waiting is a courtesy, the final writes are not
+        metrics.REDIS_ERRORS.labels(role).inc()
+        log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
+    finally:
+        if node.successors.get(lease_key) is ready:
+            del node.successors[lease_key]
 
 
 async def _ensure_group(client: AnyAsyncRedis, stream: str, group: str, start_id: str) -> None:
@@ -260,8 +316,16 @@ async def _catch_up(node: Consumer, folded: Folded, stream: str, dead: list[Dead
         _fold_entries(node.kind, folded, entries, dead)
 
 
-async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: asyncio.Event) -> None:
-    """Fold new entries as they come and publish on time, until hand-off or loss.
+async def _follow(
+    node: Consumer,
+    tenancy: _Tenancy,
+    stream: str,
+    stop: asyncio.Event,
+    *,
+    until: float = math.inf,
+) -> None:
+    """Fold new entries as they come and publish on time, until ``stop`` is set or
+    ``until`` (monotonic) has come; raises StaleTenureError once the lease is lost.
 
     Entries are read by id from where the fold stands (XREAD), not handed out by the group
     (XREADGROUP ">"): a stale owner's last read could otherwise take entries the new owner
@@ -269,15 +333,15 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
     settings = node.settings
     role = node.kind.name
     stop_waiters = {
-        asyncio.create_task(handoff.wait()),
+        asyncio.create_task(stop.wait()),
         asyncio.create_task(tenancy.lost.wait()),
     }
     try:
-        while not handoff.is_set():
+        while not stop.is_set() and (now := time.monotonic()) < until:
             if tenancy.lost.is_set():
                 raise StaleTenureError(f"lease of {tenancy.tenure.symbol} lost (not renewed)")
             wait_ms = settings.min_publish_ms if tenancy.dirty else settings.report_period_ms
-            remaining_ms = int((tenancy.last_publish + wait_ms / 1000 - time.monotonic()) * 1000)
+            remaining_ms = int((tenancy.last_publish + wait_ms / 1000 - now) * 1000)
             try:
                 if remaining_ms <= 0:
                     await _publish(node, tenancy)
@@ -286,7 +350,8 @@ async def _follow(node: Consumer, tenancy: _Tenancy, stream: str, handoff: async
                     node.client.xread(
                         {stream: tenancy.folded.last_id},
                         count=_READ_COUNT,
-                        block=min(remaining_ms, _MAX_BLOCK_MS),
+                        # never 0: that would block for good
+                        block=max(1, int(min(remaining_ms, _MAX_BLOCK_MS, (until - now) * 1000))),
                     )
                 )
                 await asyncio.wait({read, *stop_waiters}, return_when=asyncio.FIRST_COMPLETED)

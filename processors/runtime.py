@@ -6,8 +6,8 @@ lease holders of that kind, plans with rendezvous hashing (coordination/assignme
 starts a tenure task for each symbol it should hold and hands off each one that belongs
 elsewhere now, once held for the minimum hold time. Kinds are assigned independently: a node
 running only some kinds takes part only in theirs. It heartbeats every second (+-10%). On stop
-it leaves the membership first, so the others take over while it hands every symbol off
-(final publish, checkpoint, release).
+it leaves the membership first, so the others start taking over, and hands every symbol off
+once its successor is ready (final publish, checkpoint, release).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from context8.config import ConfigError, Settings
 from context8.logs import log_event, set_log_context
 from context8.redis_client import AnyAsyncRedis, connect, get_many_async
 from coordination.assignment import plan
-from coordination.lease import RELEASED_CHANNEL, LeaseScripts
+from coordination.lease import RELEASED_CHANNEL, SUCCESSOR_CHANNEL, LeaseScripts
 from coordination.membership import (
     MEMBERSHIP_CHANNEL,
     NodeInfo,
@@ -38,7 +38,7 @@ from coordination.membership import (
     live_nodes,
     next_beat_s,
 )
-from processors.consumer import Consumer, hold_symbol
+from processors.consumer import Consumer, HandOff, hold_symbol
 from processors.kind import Kind, load_kinds, start_setting
 from projections.writer import ProjectionScripts
 
@@ -48,6 +48,10 @@ ROLE = "processor"
 
 _TICK_S = 0.1
 _HANDOFF_TIMEOUT_S = 3.0
+_SUCCESSOR_WAIT_S = 1.0
+"""A symbol handed off to another node is published here until that node is ready to take
+over (it has loaded the state and folded ahead), for at most this long."""
+_LISTEN_TIMEOUT_S = 1.0
 _RETRY_FAILED_S = 1.0
 """A tenure that failed is started again after this long, not at the next tick."""
 
@@ -77,7 +81,10 @@ async def run_processor(
     if client is None:
         return
     leases, projections = LeaseScripts(client), ProjectionScripts(client)
-    released: dict[str, asyncio.Event] = {}  # lease keys are per kind: one map for all
+    # lease keys are per kind: one map of each for all kinds
+    released: dict[str, asyncio.Event] = {}
+    successors: dict[str, asyncio.Event] = {}
+    finishing = asyncio.Lock()
     every_tenures = [
         _Tenures(
             Consumer(
@@ -88,6 +95,8 @@ async def run_processor(
                 kind,
                 start_setting(environ, kind.name, kind.start),
                 released,
+                successors,
+                finishing,
             )
         )
         for kind in kinds
@@ -102,19 +111,23 @@ async def run_processor(
         metrics_url=metrics_url,
         started_ms=time.time_ns() // 1_000_000,
     )
-    wake = asyncio.Event()
-    listener = asyncio.create_task(_listen(client, wake, released))
+    wake, left = asyncio.Event(), asyncio.Event()
+    listener = asyncio.create_task(
+        _listen(client, wake, {RELEASED_CHANNEL: released, SUCCESSOR_CHANNEL: successors}, left)
+    )
     try:
         await projections.load()
         await _coordinate(client, settings, info, every_tenures, wake, stop)
     finally:
-        listener.cancel()
-        # Leave first, so the others start taking over while the hand-offs run.
+        # Leave first, so the others start taking over while the hand-offs run (the listener
+        # still hearing when each successor is ready).
         with contextlib.suppress(RedisError):
             await leave(client, settings.node_id)
         handed_off = await asyncio.gather(*(t.hand_off_all() for t in every_tenures))
         log_event(log, "node_left", symbols=sum(handed_off))
-        await asyncio.gather(listener, return_exceptions=True)
+        left.set()  # a flag as well: redis-py may swallow a cancellation inside a read
+        listener.cancel()
+        await asyncio.wait({listener}, timeout=_LISTEN_TIMEOUT_S)
         await client.aclose()
 
 
@@ -124,11 +137,14 @@ class _Tenures:
 
     def __init__(self, node: Consumer) -> None:
         self.node = node
-        self.running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self.running: dict[str, tuple[asyncio.Task[None], HandOff]] = {}
         self.stopping: dict[asyncio.Task[None], tuple[str, float]] = {}
         """Tenures handing off -> (symbol, when asked)."""
         self.failed_until: dict[str, float] = {}
         """Symbol -> when a tenure that failed (a bug, not a lost lease) may start again."""
+        self.elsewhere: frozenset[str] = frozenset()
+        """Symbols another live node running this kind is configured for (at the last
+        tick): on leaving, only those have a successor worth waiting for."""
 
     def apply(self, want: frozenset[str], give_up: frozenset[str]) -> None:
         now = time.monotonic()
@@ -142,7 +158,7 @@ class _Tenures:
             if self.failed_until.get(symbol, 0.0) > now:
                 continue
             self.failed_until.pop(symbol, None)
-            handoff = asyncio.Event()
+            handoff = HandOff()
             task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
             self.running[symbol] = (task, handoff)
             log_event(log, "assigned", symbol=symbol, kind=self.node.kind.name)
@@ -150,13 +166,13 @@ class _Tenures:
             if symbol in self.node.held_since:
                 metrics.HRW_REBALANCES.labels(self.node.kind.name).inc()
             task, handoff = self.running.pop(symbol)
-            handoff.set()
+            handoff.ask(successor_wait_s=_SUCCESSOR_WAIT_S)  # the plan gave it to a live node
             self.stopping[task] = (symbol, time.monotonic())
             log_event(log, "unassigned", symbol=symbol, kind=self.node.kind.name)
 
     async def hand_off_all(self) -> int:
-        for _task, handoff in self.running.values():
-            handoff.set()
+        for symbol, (_task, handoff) in self.running.items():
+            handoff.ask(_SUCCESSOR_WAIT_S if symbol in self.elsewhere else 0.0)
         tasks = [task for task, _ in self.running.values()] + list(self.stopping)
         _done, late = await asyncio.wait(tasks, timeout=_HANDOFF_TIMEOUT_S) if tasks else ((), ())
         for task in late:
@@ -232,6 +248,9 @@ async def _assign(
     node = tenures.node
     kind = node.kind.name
     nodes = [n for n in fleet if kind in n.kinds]
+    tenures.elsewhere = frozenset(
+        s for n in nodes if n.node_id != settings.node_id for s in n.symbols
+    )
     every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
     holders = await _holders(client, kind, every_symbol)
     decided = plan(
@@ -296,23 +315,28 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 async def _listen(
-    client: AnyAsyncRedis, wake: asyncio.Event, released: dict[str, asyncio.Event]
+    client: AnyAsyncRedis,
+    wake: asyncio.Event,
+    waiting: dict[str, dict[str, asyncio.Event]],
+    done: asyncio.Event,
 ) -> None:
-    """Wake the coordinator when a node leaves, and a tenure waiting for a lease when it is
-    released, instead of at their next poll."""
-    while True:
+    """Until ``done``: wake the coordinator when a node leaves, and a tenure waiting on a lease
+    key (by the channel announcing it: released, successor ready) when it is announced,
+    instead of at their next poll."""
+    while not done.is_set():
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(MEMBERSHIP_CHANNEL, RELEASED_CHANNEL)
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                await pubsub.subscribe(MEMBERSHIP_CHANNEL, *waiting)
+                while not done.is_set():
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_LISTEN_TIMEOUT_S
+                    )
                     if message is None:
                         continue
-                    if message["channel"] == RELEASED_CHANNEL.encode():
-                        waiting = released.get(message["data"].decode())
-                        if waiting is not None:
-                            waiting.set()
-                    else:
+                    channel = message["channel"].decode()
+                    if channel == MEMBERSHIP_CHANNEL:
                         wake.set()
+                    elif (event := waiting[channel].get(message["data"].decode())) is not None:
+                        event.set()
         except RedisError:
             await asyncio.sleep(0.5)

@@ -7,7 +7,16 @@ from redis.asyncio import Redis
 
 from context8 import keys
 from context8.redis_client import batch
-from coordination.lease import LeaseScripts, StaleTenureError, acquire, release, renew
+from coordination.lease import (
+    SUCCESSOR_CHANNEL,
+    Held,
+    LeaseScripts,
+    StaleTenureError,
+    Tenure,
+    acquire,
+    release,
+    renew,
+)
 from projections.writer import ProjectionScripts, Put, SeriesPoint, raise_refusals, write_commands
 
 SYMBOL = "BTCUSDT.BINANCE"
@@ -27,12 +36,13 @@ def test_stale_tenure_is_refused_and_newer_data_survives(redis_url):
         client = Redis.from_url(redis_url)
         leases, scripts = LeaseScripts(client), ProjectionScripts(client)
         old = await acquire(leases, "analytics", SYMBOL, "node-a", 100)
-        assert old is not None
-        assert await acquire(leases, "analytics", SYMBOL, "node-b", 100) is None
+        assert isinstance(old, Tenure)
+        held = await acquire(leases, "analytics", SYMBOL, "node-b", 100)
+        assert isinstance(held, Held) and 0 < held.ttl_ms <= 100
         await _publish(client, scripts, old, b'{"v": "old"}')
         await asyncio.sleep(0.15)  # the lease lapses: node-a is paused, say
         new = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
-        assert new is not None and new.token == old.token + 1
+        assert isinstance(new, Tenure) and new.token == old.token + 1
         await _publish(client, scripts, new, b'{"v": "new"}')
         with pytest.raises(StaleTenureError):
             await _publish(client, scripts, old, b'{"v": "stale"}')
@@ -40,6 +50,35 @@ def test_stale_tenure_is_refused_and_newer_data_survives(redis_url):
         assert not await renew(leases, old, 2000)
         assert not await release(leases, old)
         assert await release(leases, new)
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_node_says_once_that_it_is_ready_to_take_over(redis_url):
+    async def scenario():
+        client = Redis.from_url(redis_url)
+        leases = LeaseScripts(client)
+        successor = keys.successor_key("analytics", SYMBOL)
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(SUCCESSOR_CHANNEL)
+            await pubsub.get_message(timeout=1)  # the subscription's confirmation
+            holder = await acquire(leases, "analytics", SYMBOL, "node-a", 2000)
+            # not ready yet (still loading): not a successor
+            await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
+            assert await client.get(successor) is None
+            for _ in range(3):  # ready, and still waiting: announced once, kept alive
+                held = await acquire(leases, "analytics", SYMBOL, "node-b", 2000, successor=True)
+                assert isinstance(held, Held)
+            assert await client.get(successor) == b"node-b"
+            assert 1000 < await client.pttl(successor) <= 2000
+            announced = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            assert announced["data"] == keys.lease_key("analytics", SYMBOL).encode()
+            assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
+            assert await release(leases, holder)
+            taken = await acquire(leases, "analytics", SYMBOL, "node-b", 2000, successor=True)
+            assert isinstance(taken, Tenure) and taken.token == holder.token + 1
+            assert await client.get(successor) is None  # it is the holder now
         await client.aclose()
 
     asyncio.run(scenario())

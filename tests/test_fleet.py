@@ -131,11 +131,11 @@ def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
     ]
     assert len(gaps) == len(moving)
     print(f"hand-off gaps (ms): {sorted(gaps)}")
-    # DESIGN.md aims at 100 ms; 8 symbols of two kinds moving at once on a 2-core runner
-    # loaded by three nodes, a feeder and this watcher come out at 60-180 ms (a lightly
-    # loaded pair of nodes: 15-45 ms), so this asserts a hand-off, not the aim: the new
-    # owner never waits for the lease to lapse (2 s), nor for a poll.
-    assert statistics.median(gaps) < 500, f"hand-off gaps (ms): {sorted(gaps)}"
+    # DESIGN.md: a hand-off gap under 100 ms. The leaving node publishes until each
+    # successor has loaded and folded ahead, then hands off one symbol at a time; 8 symbols
+    # of two kinds moving at once on 2 cores came out at 17-75 ms per symbol. The maximum
+    # only has to show that no symbol waited for its lease to lapse (2 s) or a cold start.
+    assert statistics.median(gaps) < 100, f"hand-off gaps (ms): {sorted(gaps)}"
     assert max(gaps) < 1000, f"hand-off gaps (ms): {sorted(gaps)}"
     client.close()
 
