@@ -82,7 +82,11 @@ class PrivateRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C in the terminal (SIGINT to the whole foreground group)
+        # must not take Redis down before the roles using it have handed off; it is stopped
+        # last, by whoever started it.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        start_new_session=True)  # fmt: skip
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         try:
