@@ -399,7 +399,8 @@ def _run_failover(rounds: int) -> None:
                     held = _settled(client, fleet, set(nodes))
                 say(
                     f"graceful hand-off (SIGTERM), {rounds} rounds, {len(gaps)} symbols: gap "
-                    f"from the old owner's last report to the new owner's first: {summary(gaps)}"
+                    f"from the old owner's last report to the new owner's first: {summary(gaps)}; "
+                    f"{sum(gap >= 100 for gap in gaps)} at or over 100 ms"
                 )
                 say(
                     "  next to the gap between two reports of one owner, same run: "

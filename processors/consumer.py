@@ -92,6 +92,10 @@ class Folded:
     found nothing more."""
     group_ready: bool = False
     """The kind's consumer group on the stream is known to exist."""
+    slow: object | None = None
+    """The kind's latest slow-cycle result (None before the first)."""
+    next_slow: float = 0.0
+    """When (monotonic) the next slow cycle is due."""
 
 
 @dataclass(slots=True)
@@ -104,8 +108,6 @@ class _Tenancy:
     last_checkpoint: float = 0.0
     first: bool = True
     """No publish of this tenure has been written yet."""
-    next_slow: float = 0.0
-    slow: object | None = None
     publishes: deque[float] = field(default_factory=deque)
     """When the last publishes went out (the publish-rate window)."""
     dirty: bool = True
@@ -183,9 +185,13 @@ async def _acquire_warm(
                 return outcome, folded
             folded = folded or await _load(node, symbol)
             await _catch_up(node, folded, keys.stream_key(symbol), [])
-            if not folded.group_ready:  # done now, not on the hand-off's critical path
+            # done now, not on the hand-off's critical path: our first report is then as
+            # complete as the holder's last, and our first publishes need no slow cycle
+            if not folded.group_ready:
                 await _ensure_group(node.client, keys.stream_key(symbol), role, folded.last_id)
                 folded.group_ready = True
+            if time.monotonic() >= folded.next_slow:
+                _slow_cycle(node, folded)
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(role).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING, symbol=symbol)
@@ -419,6 +425,19 @@ def _fold_entries(
     return count
 
 
+def _slow_cycle(node: Consumer, folded: Folded) -> None:
+    """The kind's slow cycle on ``folded`` (if it has one), the next due a period after this
+    one began: after an overrun, a whole period later (skipped, not queued)."""
+    if node.kind.slow is None:
+        return
+    started = time.monotonic()
+    folded.slow = node.kind.slow(folded.state)
+    took = time.monotonic() - started
+    period = node.settings.slow_period_ms / 1000
+    folded.next_slow = started + period * max(1, math.ceil(took / period))
+    metrics.CALC_LATENCY_MS.labels(node.kind.name, "slow").observe(took * 1000)
+
+
 async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) -> None:
     kind = node.kind
     folded = tenancy.folded
@@ -428,23 +447,19 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
         return  # nothing to say yet: the symbol stays unlisted rather than "down" since 1970
     tenure = tenancy.tenure
     symbol = tenure.symbol
-    # Not in a tenure's first publish: a takeover's first report goes out at once (its slow
-    # sections follow with the next publish, a few ms later), and a final one needs none.
+    # Not in a tenure's first publish: a takeover's first report goes out at once (a warm
+    # successor computed its slow sections while waiting; a cold one's follow with the next
+    # publish, a few ms later), and a final one needs none.
     first = tenancy.first
-    if kind.slow is not None and started >= tenancy.next_slow and not (first or final):
-        tenancy.slow = kind.slow(folded.state)
-        took = time.monotonic() - started
-        period = node.settings.slow_period_ms / 1000
-        # skipped, not queued: after an overrun the next one starts a whole period later
-        tenancy.next_slow = started + period * max(1, math.ceil(took / period))
-        metrics.CALC_LATENCY_MS.labels(kind.name, "slow").observe(took * 1000)
+    if started >= folded.next_slow and not (first or final):
+        _slow_cycle(node, folded)
     now_ms = time.time_ns() // 1_000_000
     projected = time.monotonic()
     context = ProjectionContext(
         symbol=symbol,
         writer=Writer(nodeId=tenure.node_id, writerToken=tenure.token),
         now_ms=now_ms,
-        slow=tenancy.slow,
+        slow=folded.slow,
     )
     writes = kind.project(folded.state, context)
     checkpoint_due = final or started - tenancy.last_checkpoint >= _CHECKPOINT_EVERY_S

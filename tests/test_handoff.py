@@ -57,13 +57,15 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
         listened = asyncio.Event()
         listener = asyncio.create_task(_listen(client, asyncio.Event(), channels, listened))
 
-        def node(node_id: str) -> Consumer:
-            settings = config.load({}, redis_url=redis_url, symbols=(SYMBOL,), node_id=node_id)
+        def node(node_id: str, **environ: str) -> Consumer:
+            settings = config.load(environ, redis_url=redis_url, symbols=(SYMBOL,),
+                                   node_id=node_id)  # fmt: skip
             (kind,) = load_kinds(["analytics"], settings, {})
             return Consumer(settings, client, LeaseScripts(client), ProjectionScripts(client),
                             kind, "begin", released, successors)  # fmt: skip
 
-        old, new = node("old"), node("new")
+        # the successor publishes once, then not for 10 s: the report seen is its first
+        old, new = node("old"), node("new", NT_MIN_PUBLISH_MS="10000", NT_REPORT_PERIOD_MS="10000")
         await old.projections.load()
         old_handoff, new_handoff = HandOff(), HandOff()
         holding = asyncio.create_task(hold_symbol(old, SYMBOL, old_handoff))
@@ -98,6 +100,8 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
             taken = await _until(taken_over, 5, "the successor's first report")
             assert taken["writer"]["writerToken"] > last_old["writer"]["writerToken"]
             assert taken["stream"]["events_folded"] == last_old["stream"]["events_folded"]
+            # as complete as the holder's last: its slow sections were computed while waiting
+            assert taken["stream"]["slow_last_id"] is not None
             assert await client.get(keys.successor_key("analytics", SYMBOL)) is None
             new_handoff.ask(successor_wait_s=0.0)  # no one else: it releases at once
             await asyncio.wait_for(taking, 5)
