@@ -76,8 +76,10 @@ class SpoofTracker:
     ) -> None:
         """Level changes at watched prices or reaching ``large``, after they were applied. A
         level is watched from a jump of at least ``large`` (a large order arrived) among the
-        top ``levels`` of its side, more than ``distance`` spreads from the mid, until it is
-        back at or below its quantity before the jump (the order went)."""
+        top ``levels`` of its side in the book after the diff, more than ``distance`` spreads
+        from the mid, until it is back at or below its quantity before the jump (the order
+        went). A jump the same diff takes back (one price twice in a diff) is not one: the
+        level is not in the book after it."""
         touch = None
         for is_bid, price, old, new in changes:
             side = self.bids if is_bid else self.asks
@@ -100,6 +102,7 @@ class SpoofTracker:
                     touch
                     and (touch[3] <= price if is_bid else price <= touch[4])
                     and abs(2 * price - touch[0] - touch[1]) > 2 * distance * touch[2]
+                    and price in (book.bids if is_bid else book.asks)
                 ):
                     side[price] = [clock, clock, old, new - old, 0, 0, new]
 
