@@ -81,11 +81,18 @@ def run_demo(
 ) -> int:
     root = Path(data_dir).resolve()
 
-    def on_signal(signum: int, _frame: object) -> None:
-        raise _Stopped(signal.Signals(signum).name)
+    stopping = False
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    def on_signal(signum: int, _frame: object) -> None:
+        # Once: a second signal (uv forwarding the SIGTERM the whole process group got, a
+        # second Ctrl-C) must not cut the orderly stop short.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise _Stopped(signal.Signals(signum).name)
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: terminal closed
+        signal.signal(stop_signal, on_signal)
 
     private: PrivateRedis | None = None
     fleet = Fleet(root / "logs")
@@ -149,8 +156,8 @@ def run_demo(
         _say(f"context8 demo failed: {e}")
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
         fleet.stop()
         if private is not None:
             private.stop()
