@@ -18,9 +18,9 @@ failover (3 processor nodes, 15 symbols, a feeder appending to every stream):
   kill -9 one node per round (``--rounds``, default 20): the time from the kill to the first
   report of each of its symbols by another node (p50/p99), the symbols moved per leave and
   per rejoin; as many rounds of SIGTERM: the gap between the leaving node's last report of
-  each of its symbols and the new owner's first, next to the gap between two reports of one
-  owner; then a node paused (SIGSTOP) past its lease and resumed: stale writes refused vs
-  accepted.
+  each of its symbols and the new owner's first, and the longest silence from the signal to
+  that first report, next to the gap between two reports of one owner; then a node paused
+  (SIGSTOP) past its lease and resumed: stale writes refused vs accepted.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import redis
@@ -329,6 +330,17 @@ def _settled(client: redis.Redis, fleet: Fleet, nodes: set[str], quiet_s: float 
     raise TimeoutError(f"the fleet did not settle: {last}")
 
 
+class _Round(NamedTuple):
+    holders: dict
+    """The holders once the fleet settled without the victim."""
+    taken: dict[str, float]
+    """Symbol -> seconds from the signal to its first report by another node."""
+    gaps: list[float]
+    """Per symbol, ms from the victim's last report to the new owner's first."""
+    silences: list[float]
+    """Per symbol, the longest ms between two successive reports from the signal on."""
+
+
 def _take_down(
     fleet: Fleet,
     redis_url: str,
@@ -338,11 +350,9 @@ def _take_down(
     held: dict,
     victim: str,
     how: signal.Signals,
-) -> tuple[dict, dict[str, float], list[float]]:
+) -> _Round:
     """Stop ``victim`` with ``how`` and start it again once the others have settled without
-    it. Returns the holders while it was gone, the seconds from the signal to each of its
-    symbols' first report by another node, and the gaps (ms) between the victim's last
-    report of each and the new owner's first."""
+    it."""
     child, _port = nodes.pop(victim)
     moving = {s for s, n in held.items() if n == victim}
     signalled_at = time.time()
@@ -354,11 +364,16 @@ def _take_down(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{how.name} of {victim}: its symbols not taken over")
         time.sleep(0.005)
-    gaps = [new_at - old_at for symbol, was, old_at, _now, new_at, seen_at in watcher.handoffs
-            if was == victim and symbol in moving and seen_at > signalled_at]  # fmt: skip
+    moves = [(symbol, old_at, new_at)
+             for symbol, was, old_at, _now, new_at, seen_at in watcher.handoffs
+             if was == victim and symbol in moving and seen_at > signalled_at]  # fmt: skip
+    gaps = [new_at - old_at for _symbol, old_at, new_at in moves]
+    signalled_ms = int(signalled_at * 1000)
+    silences = [watcher.longest_silence(symbol, signalled_ms, new_at)
+                for symbol, _old_at, new_at in moves]  # fmt: skip
     after = _settled(client, fleet, set(nodes))
     nodes[victim] = start_processor(fleet, redis_url, victim, _FLEET_SYMBOLS)
-    return after, {s: at - signalled_at for s, at in taken.items()}, gaps
+    return _Round(after, {s: at - signalled_at for s, at in taken.items()}, gaps, silences)
 
 
 def _run_failover(rounds: int) -> None:
@@ -377,7 +392,7 @@ def _run_failover(rounds: int) -> None:
                 take_down = functools.partial(_take_down, fleet, redis_url, client, watcher, nodes)
                 failovers, leave_moves, join_moves = [], [], []
                 for round_ in range(rounds):
-                    after, taken, _gaps = take_down(held, f"p{round_ % 3 + 1}", signal.SIGKILL)
+                    after, taken, *_ = take_down(held, f"p{round_ % 3 + 1}", signal.SIGKILL)
                     failovers.append(max(taken.values()))
                     leave_moves.append(sum(after[s] != held[s] for s in _FLEET_SYMBOLS))
                     held = _settled(client, fleet, set(nodes))
@@ -393,14 +408,20 @@ def _run_failover(rounds: int) -> None:
                 )
                 intervals_before = len(watcher.intervals)
                 gaps: list[float] = []
+                silences: list[float] = []
                 for round_ in range(rounds):
-                    victim = f"p{round_ % 3 + 1}"
-                    gaps += take_down(held, victim, signal.SIGTERM)[2]
+                    handed = take_down(held, f"p{round_ % 3 + 1}", signal.SIGTERM)
+                    gaps += handed.gaps
+                    silences += handed.silences
                     held = _settled(client, fleet, set(nodes))
                 say(
                     f"graceful hand-off (SIGTERM), {rounds} rounds, {len(gaps)} symbols: gap "
                     f"from the old owner's last report to the new owner's first: {summary(gaps)}; "
                     f"{sum(gap >= 100 for gap in gaps)} at or over 100 ms"
+                )
+                say(
+                    "  the longest a symbol went without a new report, from the signal to the "
+                    f"new owner's first: {summary(silences)}"
                 )
                 say(
                     "  next to the gap between two reports of one owner, same run: "

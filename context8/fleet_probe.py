@@ -5,6 +5,7 @@ noting each hand-off from one writer to another."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -106,6 +107,8 @@ class Watcher(threading.Thread):
         self.last: dict[str, dict] = {}
         self.intervals: deque[int] = deque(maxlen=1_000_000)
         """ms between two successive reports of one writer (as far as polling sees them)."""
+        self.published: dict[str, deque[int]] = {s: deque(maxlen=100_000) for s in symbols}
+        """Symbol -> the updatedAt of every report seen, oldest first."""
 
     def run(self) -> None:
         report_keys = [keys.report_key(s) for s in self.symbols]
@@ -132,7 +135,18 @@ class Watcher(threading.Thread):
                     )
                 elif before is not None and report["updatedAt"] != before["updatedAt"]:
                     self.intervals.append(report["updatedAt"] - before["updatedAt"])
+                if before is None or report["updatedAt"] != before["updatedAt"]:
+                    self.published[symbol].append(report["updatedAt"])
                 self.last[symbol] = report
+
+    def longest_silence(self, symbol: str, since_ms: int, until_ms: int) -> int:
+        """The longest time (ms) between two successive reports of ``symbol``, from the last
+        one before ``since_ms`` to the first at or after ``until_ms``."""
+        times = list(self.published[symbol])
+        start = max((t for t in times if t <= since_ms), default=times[0])
+        end = min((t for t in times if t >= until_ms), default=times[-1])
+        window = [t for t in times if start <= t <= end]
+        return max((b - a for a, b in itertools.pairwise(window)), default=0)
 
     def taken_over(self, symbols: set[str], old: str, since: float) -> dict[str, float]:
         """Symbol -> when another writer's report was first seen after ``since``."""

@@ -19,6 +19,7 @@ ScriptName = Literal[
     "lease_acquire",
     "lease_renew",
     "lease_release",
+    "lease_withdraw",
     "fenced_append",
     "fenced_write",
     "index_update",

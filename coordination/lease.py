@@ -29,6 +29,7 @@ __all__ = [
     "is_stale",
     "release",
     "renew",
+    "withdraw",
 ]
 
 RELEASED_CHANNEL: Final = "nt:released"
@@ -74,6 +75,7 @@ class LeaseScripts:
         self.acquire = lua.register(client, "lease_acquire")
         self.renew = lua.register(client, "lease_renew")
         self.release = lua.register(client, "lease_release")
+        self.withdraw = lua.register(client, "lease_withdraw")
 
 
 def _lease_keys(role: str, symbol: str) -> list[str]:
@@ -119,3 +121,10 @@ async def release(scripts: LeaseScripts, tenure: Tenure) -> bool:
         keys=tenure.fence_keys, args=[*tenure.fence_args, RELEASED_CHANNEL]
     )
     return released == 1
+
+
+async def withdraw(scripts: LeaseScripts, role: str, symbol: str, node_id: str) -> bool:
+    """Take back the caller's word that it is ready to take the lease over (it stopped
+    waiting); whether it was still the caller's."""
+    withdrawn = await scripts.withdraw(keys=[keys.successor_key(role, symbol)], args=[node_id])
+    return withdrawn == 1

@@ -30,7 +30,15 @@ from context8.config import Settings
 from context8.events import ENTRY_FIELD, DecodeError, decode_event
 from context8.logs import log_event
 from context8.redis_client import AnyAsyncRedis, batch
-from coordination.lease import LeaseScripts, StaleTenureError, Tenure, acquire, release, renew
+from coordination.lease import (
+    LeaseScripts,
+    StaleTenureError,
+    Tenure,
+    acquire,
+    release,
+    renew,
+    withdraw,
+)
 from processors.kind import Kind, ProjectionContext, StartAt, decode_envelope, encode_envelope
 from projections.report import Writer
 from projections.writer import ProjectionScripts, Put, raise_refusals, write_commands
@@ -69,8 +77,6 @@ class Consumer:
     successors: dict[str, asyncio.Event] = field(default_factory=dict)
     """Lease key -> set when a node announces it is ready to take that lease over (the
     listener sets it, for tenures handing off)."""
-    finishing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Held for a tenure's final publish (shared by the node's kinds)."""
     held_since: dict[str, float] = field(default_factory=dict)
     """Symbol -> monotonic time its current tenure began."""
 
@@ -200,6 +206,9 @@ async def _acquire_warm(
         if ready:  # else say so at once
             wait_s = min(outcome.ttl_ms / 1000 + _LAPSE_MARGIN_S, _FOLD_AHEAD_EVERY_S)
             await _wait_any(wait_s, handoff.asked, released)
+    if folded is not None and folded.group_ready:  # it may have said it was ready
+        with contextlib.suppress(RedisError):
+            await withdraw(node.leases, role, symbol, node.settings.node_id)
     return None
 
 
@@ -251,10 +260,7 @@ async def _serve_tenure(node: Consumer, tenure: Tenure, folded: Folded, handoff:
         await _follow(node, tenancy, stream, handoff.asked)
         if handoff.successor_wait_s > 0:
             await _await_successor(node, tenancy, stream, handoff.successor_wait_s)
-        # One final publish (then release) at a time on a node: its successors take the
-        # symbols over one by one, none queueing behind the others' first publishes.
-        async with node.finishing:
-            await _publish(node, tenancy, final=True)
+        await _publish(node, tenancy, final=True)
     finally:
         # Stopped by a flag as well as cancelled: redis-py can swallow a cancellation that
         # lands inside a command, and the renewer must not then renew on forever.

@@ -84,7 +84,6 @@ async def run_processor(
     # lease keys are per kind: one map of each for all kinds
     released: dict[str, asyncio.Event] = {}
     successors: dict[str, asyncio.Event] = {}
-    finishing = asyncio.Lock()
     every_tenures = [
         _Tenures(
             Consumer(
@@ -96,7 +95,6 @@ async def run_processor(
                 start_setting(environ, kind.name, kind.start),
                 released,
                 successors,
-                finishing,
             )
         )
         for kind in kinds
@@ -123,6 +121,13 @@ async def run_processor(
         # still hearing when each successor is ready).
         with contextlib.suppress(RedisError):
             await leave(client, settings.node_id)
+            # who is still there now (a fleet shutting down leaves together): only their
+            # symbols have a successor worth waiting for
+            remaining = await live_nodes(client, ROLE, await _redis_ms(client))
+            for tenures in every_tenures:
+                tenures.elsewhere = _configured_elsewhere(
+                    remaining, tenures.node.kind.name, settings.node_id
+                )
         handed_off = await asyncio.gather(*(t.hand_off_all() for t in every_tenures))
         log_event(log, "node_left", symbols=sum(handed_off))
         left.set()  # a flag as well: redis-py may swallow a cancellation inside a read
@@ -144,7 +149,7 @@ class _Tenures:
         """Symbol -> when a tenure that failed (a bug, not a lost lease) may start again."""
         self.elsewhere: frozenset[str] = frozenset()
         """Symbols another live node running this kind is configured for (at the last
-        tick): on leaving, only those have a successor worth waiting for."""
+        look): on leaving, only those have a successor worth waiting for."""
 
     def apply(self, want: frozenset[str], give_up: frozenset[str]) -> None:
         now = time.monotonic()
@@ -154,7 +159,11 @@ class _Tenures:
                 if self._report_failure(symbol, task):
                     self.failed_until[symbol] = now + _RETRY_FAILED_S
         self._reap_stopping()
-        for symbol in want - self.running.keys():
+        # Not started again while its previous tenure (holding or still waiting) is ending:
+        # two tenures of one symbol would share its lease and its lease's announcements.
+        ending = {symbol for symbol, _asked in self.stopping.values()}
+        ending |= self.node.held_since.keys() - self.running.keys()
+        for symbol in want - self.running.keys() - ending:
             if self.failed_until.get(symbol, 0.0) > now:
                 continue
             self.failed_until.pop(symbol, None)
@@ -217,10 +226,7 @@ async def _coordinate(
         wake.clear()
         try:
             now = time.monotonic()
-            # Redis's clock, not ours: heartbeats of nodes on other hosts compare fairly
-            # whatever their clocks say.
-            seconds, micros = await client.time()
-            now_ms = seconds * 1000 + micros // 1000
+            now_ms = await _redis_ms(client)
             if now >= next_beat:
                 await beat(client, _with_owned(info, every_tenures), now_ms)
                 metrics.NODE_HEARTBEAT.set(now_ms / 1000)
@@ -236,6 +242,17 @@ async def _coordinate(
             await asyncio.wait_for(_first(wake, stop), _TICK_S)
 
 
+async def _redis_ms(client: AnyAsyncRedis) -> int:
+    """Redis's clock, not ours: heartbeats of nodes on other hosts compare fairly whatever
+    their clocks say."""
+    seconds, micros = await client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def _configured_elsewhere(fleet: list[NodeInfo], kind: str, me: str) -> frozenset[str]:
+    return frozenset(s for n in fleet if kind in n.kinds and n.node_id != me for s in n.symbols)
+
+
 async def _assign(
     client: AnyAsyncRedis,
     settings: Settings,
@@ -248,9 +265,7 @@ async def _assign(
     node = tenures.node
     kind = node.kind.name
     nodes = [n for n in fleet if kind in n.kinds]
-    tenures.elsewhere = frozenset(
-        s for n in nodes if n.node_id != settings.node_id for s in n.symbols
-    )
+    tenures.elsewhere = _configured_elsewhere(fleet, kind, settings.node_id)
     every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
     holders = await _holders(client, kind, every_symbol)
     decided = plan(
@@ -263,9 +278,7 @@ async def _assign(
         min_hold_s=settings.min_hold_ms / 1000,
         sticky_pct=settings.hrw_sticky_pct,
     )
-    # a symbol still handing off here is not started again until it is done
-    stopping = set(node.held_since) - set(tenures.running)
-    tenures.apply(decided.want - stopping, decided.give_up)
+    tenures.apply(decided.want, decided.give_up)
 
 
 async def _connect(url: str, stop: asyncio.Event) -> AnyAsyncRedis | None:

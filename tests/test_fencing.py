@@ -16,6 +16,7 @@ from coordination.lease import (
     acquire,
     release,
     renew,
+    withdraw,
 )
 from projections.writer import ProjectionScripts, Put, SeriesPoint, raise_refusals, write_commands
 
@@ -72,6 +73,8 @@ def test_a_waiting_node_says_once_that_it_is_ready_to_take_over(redis_url):
                 assert isinstance(held, Held)
             assert await client.get(successor) == b"node-b"
             assert 1000 < await client.pttl(successor) <= 2000
+            assert not await withdraw(leases, "analytics", SYMBOL, "node-c")  # not its word
+            assert await client.get(successor) == b"node-b"
             announced = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
             assert announced["data"] == keys.lease_key("analytics", SYMBOL).encode()
             assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
@@ -79,6 +82,11 @@ def test_a_waiting_node_says_once_that_it_is_ready_to_take_over(redis_url):
             taken = await acquire(leases, "analytics", SYMBOL, "node-b", 2000, successor=True)
             assert isinstance(taken, Tenure) and taken.token == holder.token + 1
             assert await client.get(successor) is None  # it is the holder now
+            # a waiter that stops waiting takes its word back: no holder hands off to it
+            await acquire(leases, "analytics", SYMBOL, "node-c", 2000, successor=True)
+            assert await client.get(successor) == b"node-c"
+            assert await withdraw(leases, "analytics", SYMBOL, "node-c")
+            assert await client.get(successor) is None
         await client.aclose()
 
     asyncio.run(scenario())

@@ -132,9 +132,9 @@ def test_spread_failover_pause_rejoin_and_graceful_handoff(cluster) -> None:
     assert len(gaps) == len(moving)
     print(f"hand-off gaps (ms): {sorted(gaps)}")
     # DESIGN.md: a hand-off gap under 100 ms. The leaving node publishes until each
-    # successor has loaded and folded ahead, then hands off one symbol at a time; 8 symbols
-    # of two kinds moving at once on 2 cores came out at 16-75 ms per symbol. The maximum
-    # only has to show that no symbol waited for its lease to lapse (2 s) or a cold start.
+    # successor has loaded and folded ahead, then hands off; 8 symbols of two kinds moving
+    # at once on 2 cores came out at 29-78 ms per symbol. The maximum only has to show that
+    # no symbol waited for its lease to lapse (2 s) or a cold start.
     assert statistics.median(gaps) < 100, f"hand-off gaps (ms): {sorted(gaps)}"
     assert max(gaps) < 1000, f"hand-off gaps (ms): {sorted(gaps)}"
     client.close()
