@@ -50,7 +50,8 @@ from mcp_types.version import LATEST_MODERN_VERSION
 
 from context8 import keys
 from context8.acl import READER, create_reader, url_with_user
-from context8.redis_server import PrivateRedis, free_port
+from context8.procs import free_port, stop_process
+from context8.redis_server import PrivateRedis
 from context8.samples import percentile, say
 from context8_mcp.summary import report_summary
 from context8_mcp.tools import answer_result, read_only_tool
@@ -205,12 +206,7 @@ def _http_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[s
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
 
 
 class _Figures(msgspec.Struct, frozen=True):

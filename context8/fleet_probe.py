@@ -17,9 +17,8 @@ import redis
 
 from context8 import keys, lua
 from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
-from context8.procs import Child, Fleet
+from context8.procs import Child, Fleet, free_port
 from context8.redis_client import AnySyncRedis, connect_sync, get_many
-from context8.redis_server import free_port
 
 __all__ = ["Feeder", "Watcher", "lease_holders", "metric", "start_processor", "stop_probes"]
 

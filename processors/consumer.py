@@ -43,7 +43,7 @@ from processors.kind import Kind, ProjectionContext, StartAt, decode_envelope, e
 from projections.report import Writer
 from projections.writer import ProjectionScripts, Put, raise_refusals, write_commands
 
-__all__ = ["Consumer", "HandOff", "hold_symbol"]
+__all__ = ["Consumer", "HandOff", "hold_symbol", "wait_any"]
 
 _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
@@ -205,14 +205,14 @@ async def _acquire_warm(
             continue
         if ready:  # else say so at once
             wait_s = min(outcome.ttl_ms / 1000 + _LAPSE_MARGIN_S, _FOLD_AHEAD_EVERY_S)
-            await _wait_any(wait_s, handoff.asked, released)
+            await wait_any(wait_s, handoff.asked, released)
     if folded is not None and folded.group_ready:  # it may have said it was ready
         with contextlib.suppress(RedisError):
             await withdraw(node.leases, role, symbol, node.settings.node_id)
     return None
 
 
-async def _wait_any(timeout_s: float, *events: asyncio.Event) -> None:
+async def wait_any(timeout_s: float, *events: asyncio.Event) -> None:
     """Until one of ``events`` is set, or ``timeout_s`` passed."""
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
@@ -303,7 +303,7 @@ async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
     ttl = node.settings.lease_ttl_ms
     expires = time.monotonic() + ttl / 1000
     while not tenancy.ended.is_set():
-        await _wait_any(ttl / 2000, tenancy.ended)
+        await wait_any(ttl / 2000, tenancy.ended)
         if tenancy.ended.is_set():
             return
         try:

@@ -38,7 +38,7 @@ from coordination.membership import (
     live_nodes,
     next_beat_s,
 )
-from processors.consumer import Consumer, HandOff, hold_symbol
+from processors.consumer import Consumer, HandOff, hold_symbol, wait_any
 from processors.kind import Kind, load_kinds, start_setting
 from projections.writer import ProjectionScripts
 
@@ -238,8 +238,7 @@ async def _coordinate(
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(ROLE).inc()
             log_event(log, "redis_error", str(e), level=logging.WARNING)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(wake, stop), _TICK_S)
+        await wait_any(_TICK_S, wake, stop)
 
 
 async def _redis_ms(client: AnyAsyncRedis) -> int:
@@ -316,15 +315,6 @@ def _with_owned(info: NodeInfo, every_tenures: list[_Tenures]) -> NodeInfo:
 async def _holders(client: AnyAsyncRedis, role: str, symbols: list[str]) -> dict[str, str | None]:
     raw = await get_many_async(client, [keys.lease_key(role, s) for s in symbols])
     return {s: v.decode() if v else None for s, v in zip(symbols, raw, strict=True)}
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def _listen(

@@ -17,9 +17,8 @@ import redis
 from context8 import keys
 from context8.acl import READER, create_reader, url_with_user
 from context8.fleet_probe import Feeder, Watcher, lease_holders, start_processor, stop_probes
-from context8.procs import Fleet, start_pipeline
+from context8.procs import Fleet, free_port, start_pipeline
 from context8.redis_client import connect_sync, get_many
-from context8.redis_server import free_port
 from tests.reports import validate_report
 from tests.waits import wait_for
 

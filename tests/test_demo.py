@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from context8.redis_server import free_port
+from context8.procs import free_port
 
 
 def _listening(url: str) -> bool:

@@ -21,8 +21,7 @@ from mcp.client.stdio import StdioServerParameters
 from prometheus_client.parser import text_string_to_metric_families
 
 from context8 import keys
-from context8.procs import Fleet, Pipeline, start_pipeline
-from context8.redis_server import free_port
+from context8.procs import Fleet, Pipeline, free_port, start_pipeline
 from tests.reports import validate_report
 
 SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE")

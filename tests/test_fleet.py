@@ -26,8 +26,8 @@ from context8.fleet_probe import (
     start_processor,
     stop_probes,
 )
-from context8.procs import Fleet
-from context8.redis_server import PrivateRedis, free_port
+from context8.procs import Fleet, free_port
+from context8.redis_server import PrivateRedis
 from tests.reports import validate_report
 
 SYMBOLS = tuple(f"S{i:02d}USDT.BINANCE" for i in range(15))

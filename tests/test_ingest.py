@@ -51,6 +51,7 @@ from context8.events import (
     decode_event,
     scale,
 )
+from context8.procs import stop_process
 from coordination.lease import LeaseScripts
 from coordination.lease import acquire as acquire_lease
 from ingest import normalize
@@ -608,13 +609,7 @@ def _process(args: list[str], out: Path, env: dict[str, str] | None = None):
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, 10)
 
 
 def _wait_for(what: str, check, timeout_s: float, *procs: subprocess.Popen):

@@ -35,7 +35,8 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
 
 from context8 import keys
 from context8.acl import READER, create_reader, url_with_user
-from context8.redis_server import PrivateRedis, free_port
+from context8.procs import free_port, stop_process
+from context8.redis_server import PrivateRedis
 from context8_mcp.store import ReportStore, wall_ms
 from projections.report import BookLevel, Report, Writer, json_schema
 from projections.series import CANDLE_INTERVALS, Candle, Heavy, HistoryPoint
@@ -220,12 +221,7 @@ def http_server(redis_url: str, log_path: Path, **env: str) -> Iterator[str]:
             time.sleep(0.05)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
 
 
 def stdio_params(redis_url: str) -> StdioServerParameters:

@@ -23,8 +23,7 @@ import redis
 
 from context8.cli import main
 from context8.events import ENTRY_FIELD, BookDelta, BookSnapshot, Status, Trade, encode_event
-from context8.procs import Fleet
-from context8.redis_server import free_port
+from context8.procs import Fleet, free_port
 from context8.replay import (
     ReplayStats,
     capture_entries,

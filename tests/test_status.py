@@ -20,8 +20,7 @@ import redis
 from context8 import keys
 from context8.events import ENTRY_FIELD
 from context8.fleet_probe import Feeder, lease_holders, start_processor, stop_probes
-from context8.procs import Fleet
-from context8.redis_server import free_port
+from context8.procs import Fleet, free_port
 from context8.status import LAG_COUNT_MAX, FleetStatus, gather, run_status
 from coordination.membership import NodeInfo
 from processors.runtime import ROLE as PROCESSOR_ROLE
