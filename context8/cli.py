@@ -1,5 +1,5 @@
 """``context8``: one entry point, a subcommand per role. Every setting also comes from the
-environment or a TOML file (``--config FILE``; context8/config.py); a flag given on the
+environment or a TOML file (``--config FILE``; core/settings.py); a flag given on the
 command line wins."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 
-from context8 import config
-from context8.logs import setup_logging
+from core import settings as config
+from core.logs import setup_logging
 
 __all__ = ["main"]
 
@@ -98,8 +98,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_process(args: argparse.Namespace) -> int:
-    from context8.metrics import serve_metrics
-    from processors.runtime import run_processor
+    from core.metrics import serve_metrics
+    from processors.runtime.node import run_processor
 
     settings = _settings(args)
     metrics_url = serve_metrics(settings.metrics_port, settings.metrics_host)
@@ -153,18 +153,18 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "mcp":
-        from context8.bench_mcp import run_bench_mcp
+        from context8.bench.mcp import run_bench_mcp
 
         return run_bench_mcp(seconds=args.seconds or 2.0)
     if args.name == "kinds":
-        from context8.bench_kinds import run_bench_kinds
+        from context8.bench.kinds import run_bench_kinds
 
         return run_bench_kinds(seconds=args.seconds or 20.0)
     if args.name == "analytics":
-        from context8.bench_analytics import run_analytics_bench
+        from context8.bench.analytics import run_analytics_bench
 
         return run_analytics_bench(minutes=args.minutes)
-    from context8.bench import run_bench
+    from context8.bench.pipeline import run_bench
 
     return run_bench(args.name, seconds=args.seconds or 20.0, rounds=args.rounds)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import msgspec
 import redis
 
-from context8 import keys
-from context8.acl import READER, create_reader, url_with_user
-from context8.config import ConfigError, Settings, parse_symbols
 from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
+from core import keys
+from core.acl import READER, create_reader, url_with_user
+from core.settings import ConfigError, Settings, parse_symbols
 from ingest.capture import MetaLine, read_capture
 
 __all__ = ["run_demo"]
@@ -102,7 +102,7 @@ def run_demo(
         if redis_url is None:
             private = PrivateRedis(root / "redis")
             redis_url = private.start()
-            # The MCP server reads as a user that may only read report keys (context8.acl).
+            # The MCP server reads as a user that may only read report keys (core.acl).
             with redis.Redis.from_url(redis_url, socket_timeout=2) as admin:
                 password = create_reader(admin)
             mcp_env["CONTEXT8_MCP_REDIS_URL"] = url_with_user(redis_url, READER, password)

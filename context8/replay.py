@@ -11,10 +11,11 @@ Inputs:
   read with XRANGE in batches and decoded as processors decode it; an entry that does not
   decode or fold is counted and skipped (a dead letter), never fatal.
 
-Folding is the processors' own (``processors.fold.fold`` and ``processors.project``), one
-state per symbol. A report is as of the end of the input, or as of each ``--at`` time T: the
-symbol's state just before the first event that moves its event clock past T (the clock the
-fold's windows run on). A symbol with no event by T has no report at T.
+Folding is the analytics kind's own (``processors.analytics.fold.fold`` and
+``processors.analytics.project``), one state per symbol. A report is as of the end of the
+input, or as of each ``--at`` time T: the symbol's state just before the first event that
+moves its event clock past T (the clock the fold's windows run on). A symbol with no
+event by T has no report at T.
 
 Determinism: nothing reads the wall clock. ``now`` is T for an ``--at`` report and the
 symbol's event clock at the end otherwise; the writer is ``replay`` with token 0. The same
@@ -46,12 +47,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msgspec
 import redis
 
-from context8 import config, keys
-from context8.events import ENTRY_FIELD, DecodeError, Event, decode_event
-from processors.fold import AnalyticsParams, AnalyticsState, fold, new_state
-from processors.params import analytics_params
-from processors.project import build_report
-from processors.slow import compute_slow
+from core import keys
+from core import settings as config
+from core.events import ENTRY_FIELD, DecodeError, Event, decode_event
+from processors.analytics.fold import AnalyticsParams, AnalyticsState, fold, new_state
+from processors.analytics.params import analytics_params
+from processors.analytics.project import build_report
+from processors.analytics.slow import compute_slow
 from projections.report import Report, Writer
 
 if TYPE_CHECKING:

@@ -32,10 +32,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
 from redis.retry import Retry
 
-from context8 import keys
-from context8_mcp.freshness import freshen
 from coordination.membership import HEARTBEAT_MS, LIVE_INTERVALS, NodeInfo
+from core import keys
 from ingest.writer import ROLE as INGEST_ROLE
+from projections.freshness import freshen
 from projections.report import IngestionStatus, Report
 
 __all__ = [

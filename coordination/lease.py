@@ -5,7 +5,7 @@ first. A node waiting for a lease may say it is ready to take over (``successor`
 holder, asked to hand off, keeps publishing until then, so the readers' gap is short.
 
 Every owner write carries the tenure (``fence_keys``/``fence_args``) into a Lua script
-that refuses it when the tenure is no longer current (``StaleTenureError``).
+that refuses it when the tenure is no longer current (``StaleLeaseError``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from context8 import keys, lua
+from core import keys, lua
 
 __all__ = [
     "RELEASED_CHANNEL",
     "SUCCESSOR_CHANNEL",
     "Held",
+    "Lease",
     "LeaseScripts",
-    "StaleTenureError",
-    "Tenure",
+    "StaleLeaseError",
     "acquire",
     "is_stale",
     "release",
@@ -38,12 +38,12 @@ SUCCESSOR_CHANNEL: Final = "nt:successor"
 """Where a lease's key is published when a node becomes ready to take it over."""
 
 
-class StaleTenureError(Exception):
+class StaleLeaseError(Exception):
     """A fenced write was refused: the writer's lease is gone or belongs to a newer tenure."""
 
 
 @dataclass(frozen=True, slots=True)
-class Tenure:
+class Lease:
     role: str
     symbol: str
     node_id: str
@@ -98,7 +98,7 @@ async def acquire(
     ttl_ms: int,
     *,
     successor: bool = False,
-) -> Tenure | Held:
+) -> Lease | Held:
     """The caller's tenure, or how long another node's lease has left. ``successor``: the
     caller is ready to take over (announced on ``SUCCESSOR_CHANNEL`` when it becomes so)."""
     token, left_ms = await scripts.acquire(
@@ -107,15 +107,15 @@ async def acquire(
     )
     if not token:
         return Held(ttl_ms=int(left_ms))
-    return Tenure(role=role, symbol=symbol, node_id=node_id, token=int(token))
+    return Lease(role=role, symbol=symbol, node_id=node_id, token=int(token))
 
 
-async def renew(scripts: LeaseScripts, tenure: Tenure, ttl_ms: int) -> bool:
+async def renew(scripts: LeaseScripts, tenure: Lease, ttl_ms: int) -> bool:
     renewed = await scripts.renew(keys=tenure.fence_keys, args=[*tenure.fence_args, ttl_ms])
     return renewed == 1
 
 
-async def release(scripts: LeaseScripts, tenure: Tenure) -> bool:
+async def release(scripts: LeaseScripts, tenure: Lease) -> bool:
     """Give the lease up (announced on ``RELEASED_CHANNEL`` with the lease key)."""
     released = await scripts.release(
         keys=tenure.fence_keys, args=[*tenure.fence_args, RELEASED_CHANNEL]

@@ -15,8 +15,8 @@ from typing import Final
 
 import msgspec
 
-from context8 import keys
-from context8.redis_client import AnyAsyncRedis, batch
+from core import keys
+from core.redis_client import AnyAsyncRedis, batch
 
 __all__ = [
     "HEARTBEAT_MS",

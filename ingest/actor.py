@@ -38,11 +38,11 @@ from nautilus_trader.model.enums import BookAction, BookType
 from nautilus_trader.model.identifiers import ClientId, InstrumentId
 from redis.exceptions import RedisError
 
-from context8 import keys, metrics
-from context8.events import Event, Status, StatusKind
-from context8.redis_client import get_many_async
 from coordination.assignment import plan
 from coordination.membership import NodeInfo, beat, leave, live_nodes
+from core import keys, metrics
+from core.events import Event, Status, StatusKind
+from core.redis_client import get_many_async
 from ingest import normalize
 from ingest.binance import RESYNC_ENDPOINT
 from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type

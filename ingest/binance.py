@@ -47,8 +47,8 @@ from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.model.data import CustomData, DataType, OrderBookDeltas
 from nautilus_trader.model.identifiers import InstrumentId
 
-from context8 import metrics
-from context8.events import StatusKind
+from core import metrics
+from core.events import StatusKind
 from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type
 from ingest.depth import DepthSequencer, Gap, Verdict
 

@@ -16,7 +16,7 @@ from nautilus_trader.core.data import Data
 from nautilus_trader.model.data import DataType
 from nautilus_trader.model.identifiers import InstrumentId
 
-from context8.events import StatusKind
+from core.events import StatusKind
 
 __all__ = ["DepthUpdateIds", "IngestStatus", "depth_ids_type", "status_type"]
 

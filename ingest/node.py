@@ -7,7 +7,7 @@ and the ingest actor. ``run(settings)`` is the only entry point (``context8 inge
   spelled out (live Binance's when unset) skips NT's signed trade-fee call, which fails
   without a real key and then loads no instrument at all; fees mean nothing to ingest.
 - NT logs at WARNING (NT writes warnings to stdout, errors to stderr); ours are JSON lines
-  on stderr (``context8.logs``).
+  on stderr (``core.logs``).
 - No NT cache or message-bus database, no state saving; instruments loaded once (no refresh).
 - SIGINT/SIGTERM: NT's own handler stops the node; the actor's ``on_stop`` appends
   ``Status("stopped")``, then the final flush and the lease release are awaited before the
@@ -32,10 +32,10 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 
-from context8 import metrics
-from context8.config import ConfigError, Settings
-from context8.logs import set_log_context
-from context8.metrics import serve_metrics
+from core import metrics
+from core.logs import set_log_context
+from core.metrics import serve_metrics
+from core.settings import ConfigError, Settings
 from ingest.actor import IngestActor, IngestActorConfig
 from ingest.binance import GapAwareBinanceDataClientFactory
 

@@ -1,4 +1,4 @@
-"""NautilusTrader objects -> events of the log (``context8.events``), exactly.
+"""NautilusTrader objects -> events of the log (``core.events``), exactly.
 
 NT keeps a ``Price``/``Quantity`` as an integer ``raw`` = value x 10**FIXED_PRECISION (16 in
 the high-precision build, 9 otherwise); its own ``precision`` is only the number of decimals
@@ -24,7 +24,7 @@ from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookAction, OrderSide
 from nautilus_trader.model.objects import FIXED_PRECISION
 
-from context8.events import (
+from core.events import (
     SCHEMA_VERSION,
     BookDelta,
     BookSnapshot,

@@ -55,7 +55,7 @@ from nautilus_trader.adapters.binance.spot.schemas.market import (
 )
 from nautilus_trader.model.identifiers import InstrumentId
 
-from context8.events import Event
+from core.events import Event
 from ingest import normalize
 from ingest.binance import DepthDiff, parse_depth_diff
 from ingest.capture import MetaLine, RestLine, WsLine, read_capture

@@ -39,8 +39,8 @@ from typing import Any, Final, Literal
 import aiohttp
 import msgspec
 
-from context8 import config
-from context8.logs import log_event
+from core import settings as config
+from core.logs import log_event
 from ingest.capture import CaptureWriter
 
 __all__ = [

@@ -38,12 +38,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from context8 import keys, lua, metrics
-from context8.events import ENTRY_FIELD, Event, encode_event
-from context8.redis_client import AnyAsyncRedis, Command, async_client
-from context8.redis_client import batch as redis_batch
 from coordination import lease
-from coordination.lease import LeaseScripts, Tenure
+from coordination.lease import Lease, LeaseScripts
+from core import keys, lua, metrics
+from core.events import ENTRY_FIELD, Event, encode_event
+from core.redis_client import AnyAsyncRedis, Command, async_client
+from core.redis_client import batch as redis_batch
 from ingest.normalize import status_at
 
 __all__ = ["ROLE", "StreamWriter", "WriterStats", "connect"]
@@ -121,7 +121,7 @@ class StreamWriter:
         self.stats = WriterStats()
         self._leases = LeaseScripts(client)
         self._append = lua.register(client, "fenced_append")
-        self._tenures: dict[str, Tenure] = {}
+        self._tenures: dict[str, Lease] = {}
         self._pending: dict[str, deque[bytes]] = {}
         self._overflow: dict[str, int] = {}
         self._resync_after_flush: set[str] = set()
@@ -135,7 +135,7 @@ class StreamWriter:
     def owned(self) -> frozenset[str]:
         return frozenset(self._tenures)
 
-    def tenure(self, symbol: str) -> Tenure | None:
+    def tenure(self, symbol: str) -> Lease | None:
         return self._tenures.get(symbol)
 
     # -- leases --------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class StreamWriter:
         for symbol, result in zip(wanted, results, strict=True):
             if isinstance(result, BaseException):
                 _log(logging.WARNING, "lease_acquire_failed", symbol, error=repr(result))
-            elif isinstance(result, lease.Tenure) and not self._closed:
+            elif isinstance(result, lease.Lease) and not self._closed:
                 self._tenures[symbol] = result
                 self._pending.setdefault(symbol, deque())
                 acquired.append(symbol)
@@ -193,7 +193,7 @@ class StreamWriter:
         except (RedisError, OSError, TimeoutError) as e:
             _log(logging.WARNING, "lease_release_failed", symbol, error=repr(e))
 
-    def _drop(self, tenure: Tenure, why: str) -> None:
+    def _drop(self, tenure: Lease, why: str) -> None:
         if self._tenures.get(tenure.symbol) != tenure:
             return
         symbol = tenure.symbol
@@ -392,7 +392,7 @@ class StreamWriter:
 
 @dataclass(slots=True)
 class _Batch:
-    tenure: Tenure
+    tenure: Lease
     events: list[bytes]
     dropped: int
     """Events of this symbol dropped (buffer full) before these: a Status(gap) goes first."""

@@ -2,11 +2,11 @@
 checkpoint, and the symbol index.
 
 ``write_commands`` gives the commands of a publish, which the caller sends with the group
-cursor and dead letters in one batch (``context8.redis_client.batch``: one round trip). The
+cursor and dead letters in one batch (``core.redis_client.batch``: one round trip). The
 scripts are plain EVALSHA: redis-py's ``Script`` in a pipeline would first ask SCRIPT EXISTS,
 a second round trip per publish. So the caller loads them (``ProjectionScripts.load``) and, on
 ``NoScriptError`` in the results (a restarted Redis), loads them again and retries.
-``raise_refusals`` turns a refused write into ``StaleTenureError``.
+``raise_refusals`` turns a refused write into ``StaleLeaseError``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
-from context8 import keys, lua
-from context8.redis_client import AnyAsyncRedis, Command
-from coordination.lease import StaleTenureError, Tenure, is_stale
+from coordination.lease import Lease, StaleLeaseError, is_stale
+from core import keys, lua
+from core.redis_client import AnyAsyncRedis, Command
 
 __all__ = ["ProjectionScripts", "Put", "SeriesPoint", "Write", "raise_refusals", "write_commands"]
 
@@ -61,7 +61,7 @@ class ProjectionScripts:
 
 def write_commands(
     scripts: ProjectionScripts,
-    tenure: Tenure,
+    tenure: Lease,
     writes: Sequence[Write],
     *,
     indexed_at_ms: int | None = None,
@@ -92,10 +92,10 @@ def write_commands(
 
 def raise_refusals(results: Sequence[object]) -> None:
     """Raise the first error of a pipeline executed with ``raise_on_error=False``:
-    ``StaleTenureError`` for a fencing refusal, ``NoScriptError`` to reload, else the error."""
+    ``StaleLeaseError`` for a fencing refusal, ``NoScriptError`` to reload, else the error."""
     for result in results:
         if isinstance(result, ResponseError) and is_stale(result):
-            raise StaleTenureError(str(result)) from result
+            raise StaleLeaseError(str(result)) from result
     for result in results:
         if isinstance(result, Exception):
             raise result

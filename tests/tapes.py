@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
+from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
 
 __all__ = ["gen_tape"]
 

@@ -15,12 +15,12 @@ import msgspec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Trade
-from processors import figures
-from processors.checkpoint import encode_checkpoint
-from processors.fold import AnalyticsParams, fold, new_state
-from processors.project import build_report
-from processors.slow import compute_slow
+from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Trade
+from processors.analytics import figures
+from processors.analytics.checkpoint import encode_checkpoint
+from processors.analytics.fold import AnalyticsParams, fold, new_state
+from processors.analytics.project import build_report
+from processors.analytics.slow import compute_slow
 from projections.report import Writer
 from tests.reports import validate_report
 from tests.tapes import gen_tape

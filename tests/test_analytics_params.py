@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from context8.config import ConfigError
-from processors.fold import AnalyticsParams, analytics_params
-from processors.params import env_name
+from core.settings import ConfigError
+from processors.analytics.fold import AnalyticsParams, analytics_params
+from processors.analytics.params import env_name
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "analytics.md"
 

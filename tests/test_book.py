@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.book import Book
+from processors.analytics.book import Book
 
 prices = st.integers(min_value=1, max_value=60)
 qtys = st.integers(min_value=0, max_value=5)  # 0 removes: frequent on purpose

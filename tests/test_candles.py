@@ -9,10 +9,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from context8 import config
-from context8.events import SCHEMA_VERSION, BookDelta, Trade
-from processors import candles
-from processors.kind import ProjectionContext
+from core import settings as config
+from core.events import SCHEMA_VERSION, BookDelta, Trade
+from processors.candles import kind as candles
+from processors.runtime.kind import ProjectionContext
 from projections.report import Writer
 from projections.series import CANDLE_INTERVALS, Candle
 

@@ -5,10 +5,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import AnalyticsParams, fold, new_state
-from processors.project import build_report
-from processors.slow import compute_slow
+from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
+from processors.analytics.fold import AnalyticsParams, fold, new_state
+from processors.analytics.project import build_report
+from processors.analytics.slow import compute_slow
 from projections.report import Writer
 from tests.tapes import gen_tape
 

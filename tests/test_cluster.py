@@ -14,11 +14,11 @@ import msgspec
 import pytest
 import redis
 
-from context8 import keys
-from context8.acl import READER, create_reader, url_with_user
-from context8.fleet_probe import Feeder, Watcher, lease_holders, start_processor, stop_probes
+from context8.bench.probes import Feeder, Watcher, lease_holders, start_processor, stop_probes
 from context8.procs import Fleet, free_port, start_pipeline
-from context8.redis_client import connect_sync, get_many
+from core import keys
+from core.acl import READER, create_reader, url_with_user
+from core.redis_client import connect_sync, get_many
 from tests.reports import validate_report
 from tests.waits import wait_for
 

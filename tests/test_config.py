@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from context8.cli import build_parser, main
-from context8.config import CONFIG_ENV, ConfigError, given, load
+from core.settings import CONFIG_ENV, ConfigError, given, load
 
 
 def test_defaults_and_symbol_normalization():

@@ -1,6 +1,6 @@
 """deploy/: the compose services run real ``context8`` subcommands with settings the code
 reads, the image's entry point is the project's script, the alert rules and the dashboard
-query metrics that context8/metrics.py defines with labels those metrics carry, and every alert
+query metrics that core/metrics.py defines with labels those metrics carry, and every alert
 has its runbook section. Where promtool is available (on PATH, or ``PROMTOOL``) the rules,
 their unit tests, the Prometheus config and the dashboard's queries also pass Prometheus's own
 parser; each test prints which validation ran.
@@ -37,11 +37,13 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-import context8.metrics
-from context8 import acl, cli, config
+import core.metrics
+from context8 import cli
 from context8.procs import Fleet, free_port
 from context8.redis_server import PrivateRedis
 from context8_mcp import config as mcp_config
+from core import acl
+from core import settings as config
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -204,7 +206,7 @@ def test_compose_requires_its_secrets() -> None:
 
 def test_compose_wiring_is_consistent() -> None:
     services = compose_services(COMPOSE, SIMULATOR_OVERRIDE)
-    # Redis: append-only, and the MCP reader with exactly the rules of context8/acl.py
+    # Redis: append-only, and the MCP reader with exactly the rules of core/acl.py
     command = services["redis"]["command"]
     assert command[0] == "redis-server"
     assert flag(command, "--appendonly") == "yes"
@@ -332,7 +334,7 @@ def test_dockerfile_dependency_layer_is_locked(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
 
 
-# --- PromQL: names and labels against context8/metrics.py ----------------------------------
+# --- PromQL: names and labels against core/metrics.py ----------------------------------
 
 _AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
                  "count_values", "bottomk", "topk", "quantile"}  # fmt: skip
@@ -354,17 +356,17 @@ TARGET_LABELS = {"job", "instance"}
 
 
 def known_metrics() -> dict[str, set[str]]:
-    """Series name -> label names, for every metric context8/metrics.py registers (with the
+    """Series name -> label names, for every metric core/metrics.py registers (with the
     ``_total``/``_bucket``/``_sum``/``_count`` series they expose) and Prometheus's own."""
     metrics: dict[str, set[str]] = {"up": set(), "ALERTS": {"alertname", "alertstate", "severity"}}
     # prometheus_client has no public accessor for a collector's series names or labels
     names_of = REGISTRY._collector_to_names
-    for metric in vars(context8.metrics).values():
+    for metric in vars(core.metrics).values():
         if isinstance(metric, MetricWrapperBase):
             for name in names_of[metric]:
                 labels = set(metric._labelnames)
                 metrics[name] = labels | {"le"} if name.endswith("_bucket") else labels
-    assert any(name.startswith("nt_") for name in metrics), "context8.metrics registered none"
+    assert any(name.startswith("nt_") for name in metrics), "core.metrics registered none"
     return metrics
 
 
@@ -424,7 +426,7 @@ def check_query(expr: str, metrics: dict[str, set[str]]) -> list[str]:
     available = set(TARGET_LABELS) | {"le"}
     for name, labels in query.selectors:
         if name not in metrics:
-            problems.append(f"{name} is not a metric of context8/metrics.py (in {expr!r})")
+            problems.append(f"{name} is not a metric of core/metrics.py (in {expr!r})")
             continue
         available |= metrics[name]
         unknown = labels - metrics[name] - TARGET_LABELS
@@ -511,7 +513,7 @@ def test_alert_rules_names_labels_and_runbooks(capsys: pytest.CaptureFixture[str
     with capsys.disabled():
         print(
             f"\n  alerts: {len(rules)} rules' metrics and labels checked against "
-            f"context8.metrics ({len(metrics)} series names); runbook sections found"
+            f"core.metrics ({len(metrics)} series names); runbook sections found"
         )
 
 

@@ -20,8 +20,8 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from prometheus_client.parser import text_string_to_metric_families
 
-from context8 import keys
 from context8.procs import Fleet, Pipeline, free_port, start_pipeline
+from core import keys
 from tests.reports import validate_report
 
 SYMBOLS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE")

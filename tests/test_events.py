@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from context8.events import (
+from core.events import (
     SCHEMA_VERSION,
     BookDelta,
     DecodeError,

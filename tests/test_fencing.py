@@ -5,19 +5,19 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from context8 import keys
-from context8.redis_client import batch
 from coordination.lease import (
     SUCCESSOR_CHANNEL,
     Held,
+    Lease,
     LeaseScripts,
-    StaleTenureError,
-    Tenure,
+    StaleLeaseError,
     acquire,
     release,
     renew,
     withdraw,
 )
+from core import keys
+from core.redis_client import batch
 from projections.writer import ProjectionScripts, Put, SeriesPoint, raise_refusals, write_commands
 
 SYMBOL = "BTCUSDT.BINANCE"
@@ -37,15 +37,15 @@ def test_stale_tenure_is_refused_and_newer_data_survives(redis_url):
         client = Redis.from_url(redis_url)
         leases, scripts = LeaseScripts(client), ProjectionScripts(client)
         old = await acquire(leases, "analytics", SYMBOL, "node-a", 100)
-        assert isinstance(old, Tenure)
+        assert isinstance(old, Lease)
         held = await acquire(leases, "analytics", SYMBOL, "node-b", 100)
         assert isinstance(held, Held) and 0 < held.ttl_ms <= 100
         await _publish(client, scripts, old, b'{"v": "old"}')
         await asyncio.sleep(0.15)  # the lease lapses: node-a is paused, say
         new = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
-        assert isinstance(new, Tenure) and new.token == old.token + 1
+        assert isinstance(new, Lease) and new.token == old.token + 1
         await _publish(client, scripts, new, b'{"v": "new"}')
-        with pytest.raises(StaleTenureError):
+        with pytest.raises(StaleLeaseError):
             await _publish(client, scripts, old, b'{"v": "stale"}')
         assert await client.get(keys.report_key(SYMBOL)) == b'{"v": "new"}'
         assert not await renew(leases, old, 2000)
@@ -80,7 +80,7 @@ def test_a_waiting_node_says_once_that_it_is_ready_to_take_over(redis_url):
             assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
             assert await release(leases, holder)
             taken = await acquire(leases, "analytics", SYMBOL, "node-b", 2000, successor=True)
-            assert isinstance(taken, Tenure) and taken.token == holder.token + 1
+            assert isinstance(taken, Lease) and taken.token == holder.token + 1
             assert await client.get(successor) is None  # it is the holder now
             # a waiter that stops waiting takes its word back: no holder hands off to it
             await acquire(leases, "analytics", SYMBOL, "node-c", 2000, successor=True)
@@ -153,7 +153,7 @@ def test_a_token_counter_that_went_back_never_reissues_a_token_data_carries(redi
         # data written under a higher token than the counter knows (the counter went back):
         # a write with a lower token is refused even by the current holder
         await client.set(keys.fence_key("analytics", SYMBOL), second.token + 5)
-        with pytest.raises(StaleTenureError):
+        with pytest.raises(StaleLeaseError):
             await _publish(client, scripts, second, b'{"v": "stale"}')
         assert await client.get(keys.report_key(SYMBOL)) == b'{"v": 2}'
         third = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
@@ -181,7 +181,7 @@ def test_series_points_replace_their_period_keep_the_newest_and_are_fenced(redis
         ]  # fmt: skip
         await asyncio.sleep(0.15)
         new = await acquire(leases, "analytics", SYMBOL, "node-b", 2000)
-        with pytest.raises(StaleTenureError):
+        with pytest.raises(StaleLeaseError):
             await _write(client, scripts, old, [point(5000, 5000)])
         assert await client.zcard(series) == 3
         await _write(client, scripts, new, [point(4500, 4000)])  # the 4000 period revised

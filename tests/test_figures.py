@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors import figures
+from processors.analytics import figures
 
 
 def test_spread_mid_micro_hand_checked():

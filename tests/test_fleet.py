@@ -16,9 +16,7 @@ import msgspec
 import pytest
 import redis
 
-from context8 import keys
-from context8.events import BookDelta, BookSnapshot, Status, decode_event
-from context8.fleet_probe import (
+from context8.bench.probes import (
     Feeder,
     Watcher,
     lease_holders,
@@ -28,6 +26,8 @@ from context8.fleet_probe import (
 )
 from context8.procs import Fleet, free_port
 from context8.redis_server import PrivateRedis
+from core import keys
+from core.events import BookDelta, BookSnapshot, Status, decode_event
 from tests.reports import validate_report
 
 SYMBOLS = tuple(f"S{i:02d}USDT.BINANCE" for i in range(15))

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
-from processors.book import Book, Watch
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import fold, new_state
-from processors.slow import compute_slow
+from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
+from processors.analytics.book import Book, Watch
+from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
+from processors.analytics.fold import fold, new_state
+from processors.analytics.slow import compute_slow
 from tests.tapes import gen_tape
 
 S = 1_000_000_000

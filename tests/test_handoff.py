@@ -7,12 +7,13 @@ import time
 import msgspec
 from redis.asyncio import Redis
 
-from context8 import config, keys, lua
-from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
 from coordination.lease import RELEASED_CHANNEL, SUCCESSOR_CHANNEL, LeaseScripts, acquire
-from processors.consumer import Consumer, HandOff, hold_symbol
-from processors.kind import load_kinds
-from processors.runtime import _listen
+from core import keys, lua
+from core import settings as config
+from core.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+from processors.runtime.kind import load_kinds
+from processors.runtime.node import _listen
+from processors.runtime.tenure import HandOff, KindContext, hold_symbol
 from projections.writer import ProjectionScripts
 
 SYMBOL = "ETHUSDT.BINANCE"
@@ -57,11 +58,11 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
         listened = asyncio.Event()
         listener = asyncio.create_task(_listen(client, asyncio.Event(), channels, listened))
 
-        def node(node_id: str, **environ: str) -> Consumer:
+        def node(node_id: str, **environ: str) -> KindContext:
             settings = config.load(environ, redis_url=redis_url, symbols=(SYMBOL,),
                                    node_id=node_id)  # fmt: skip
             (kind,) = load_kinds(["analytics"], settings, {})
-            return Consumer(settings, client, LeaseScripts(client), ProjectionScripts(client),
+            return KindContext(settings, client, LeaseScripts(client), ProjectionScripts(client),
                             kind, "begin", released, successors)  # fmt: skip
 
         # the successor publishes once, then not for 10 s: the report seen is its first

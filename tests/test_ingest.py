@@ -41,8 +41,11 @@ from nautilus_trader.model.identifiers import InstrumentId, TradeId, TraderId
 from nautilus_trader.model.objects import Price, Quantity
 from redis.asyncio import Redis
 
-from context8 import keys
-from context8.events import (
+from context8.procs import stop_process
+from coordination.lease import LeaseScripts
+from coordination.lease import acquire as acquire_lease
+from core import keys
+from core.events import (
     BookDelta,
     BookSnapshot,
     Status,
@@ -51,9 +54,6 @@ from context8.events import (
     decode_event,
     scale,
 )
-from context8.procs import stop_process
-from coordination.lease import LeaseScripts
-from coordination.lease import acquire as acquire_lease
 from ingest import normalize
 from ingest.binance import RESYNC_ENDPOINT, GapAwareBinanceSpotDataClient
 from ingest.data import DepthUpdateIds, IngestStatus

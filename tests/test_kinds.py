@@ -18,11 +18,12 @@ import msgspec
 import pytest
 import redis
 
-from context8 import config, keys
-from context8.fleet_probe import Feeder, lease_holders, start_processor, stop_probes
+from context8.bench.probes import Feeder, lease_holders, start_processor, stop_probes
 from context8.procs import Fleet
-from processors import candles
-from processors.runtime import run_processor
+from core import keys
+from core import settings as config
+from processors.candles import kind as candles
+from processors.runtime.node import run_processor
 from tests.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[1]

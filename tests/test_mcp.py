@@ -1,6 +1,6 @@
 """The MCP server end to end: real Redis, real server processes, the SDK's own clients.
 
-The servers read through the Redis ACL user of ``context8.acl`` (it may only read report
+The servers read through the Redis ACL user of ``core.acl`` (it may only read report
 keys), so any write they attempted would fail the tests. Reports, heavy sections, history
 points and candles are written as the processors write them (same keys, same models).
 """
@@ -33,11 +33,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
 
-from context8 import keys
-from context8.acl import READER, create_reader, url_with_user
 from context8.procs import free_port, stop_process
 from context8.redis_server import PrivateRedis
 from context8_mcp.store import ReportStore, wall_ms
+from core import keys
+from core.acl import READER, create_reader, url_with_user
 from projections.report import BookLevel, Report, Writer, json_schema
 from projections.series import CANDLE_INTERVALS, Candle, Heavy, HistoryPoint
 from tests.reports import validate_report
@@ -197,10 +197,10 @@ def http_request(
 
 @contextlib.contextmanager
 def http_server(redis_url: str, log_path: Path, **env: str) -> Iterator[str]:
-    """``python -m context8_mcp --transport http`` on a free port, until /health answers.
+    """``context8 mcp --transport http`` on a free port, until /health answers.
     ``env``: ``CONTEXT8_MCP_*`` settings (the rate limit is off unless given)."""
     port = free_port()
-    args = [sys.executable, "-m", "context8_mcp", "--transport", "http", "--port", str(port)]
+    args = [sys.executable, "-m", "context8", "mcp", "--transport", "http", "--port", str(port)]
     environ = {"PATH": os.environ.get("PATH", ""), "CONTEXT8_MCP_REDIS_URL": redis_url,
                "CONTEXT8_MCP_RATE": "0", **env}  # fmt: skip
     with log_path.open("wb") as log:
@@ -227,14 +227,14 @@ def http_server(redis_url: str, log_path: Path, **env: str) -> Iterator[str]:
 def stdio_params(redis_url: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "context8_mcp", "--transport", "stdio"],
+        args=["-m", "context8", "mcp", "--transport", "stdio"],
         env={"PYTHONUNBUFFERED": "1", "CONTEXT8_MCP_REDIS_URL": redis_url},
     )
 
 
 @pytest.fixture(scope="module")
 def reader_url(redis_server: str) -> Iterator[str]:
-    """The session's Redis as the MCP reader user (``context8.acl.create_reader``)."""
+    """The session's Redis as the MCP reader user (``core.acl.create_reader``)."""
     with redis.Redis.from_url(redis_server) as admin:
         password = create_reader(admin)
         try:
@@ -594,7 +594,7 @@ def test_http_front_door(reader_url: str, redis_url: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com"])
 def test_refuses_a_non_loopback_address_without_a_token(host: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "context8_mcp", "--transport", "http", "--host", host],
+        [sys.executable, "-m", "context8", "mcp", "--transport", "http", "--host", host],
         env={"PATH": os.environ.get("PATH", ""), "REDIS_URL": "redis://127.0.0.1:1/0"},
         capture_output=True,
         text=True,

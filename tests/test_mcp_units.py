@@ -7,11 +7,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from context8.acl import setuser_command, url_with_user
-from context8.config import ConfigError
 from context8_mcp.config import is_loopback, load_config
 from context8_mcp.errors import InvalidInput
-from context8_mcp.freshness import age_status, freshen
 from context8_mcp.guard import TokenBuckets
 from context8_mcp.http import openapi_document
 from context8_mcp.models import (
@@ -32,6 +29,9 @@ from context8_mcp.summary import (
     report_summary,
     symbols_summary,
 )
+from core.acl import setuser_command, url_with_user
+from core.settings import ConfigError
+from projections.freshness import age_status, freshen
 from projections.report import (
     Anomaly,
     BookLevel,

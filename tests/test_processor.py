@@ -7,8 +7,10 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from context8 import config, keys, lua
-from context8.events import (
+from coordination.lease import LeaseScripts, acquire
+from core import keys, lua
+from core import settings as config
+from core.events import (
     ENTRY_FIELD,
     SCHEMA_VERSION,
     BookDelta,
@@ -16,10 +18,9 @@ from context8.events import (
     Trade,
     encode_event,
 )
-from coordination.lease import LeaseScripts, acquire
-from processors import analytics
-from processors.kind import decode_envelope
-from processors.runtime import run_processor
+from processors.analytics import kind as analytics
+from processors.runtime.kind import decode_envelope
+from processors.runtime.node import run_processor
 from tests.reports import validate_report
 
 SYMBOL = "BTCUSDT.BINANCE"

@@ -22,7 +22,6 @@ import pytest
 import redis
 
 from context8.cli import main
-from context8.events import ENTRY_FIELD, BookDelta, BookSnapshot, Status, Trade, encode_event
 from context8.procs import Fleet, free_port
 from context8.replay import (
     ReplayStats,
@@ -31,11 +30,12 @@ from context8.replay import (
     replay_reports,
     stream_entries,
 )
+from core.events import ENTRY_FIELD, BookDelta, BookSnapshot, Status, Trade, encode_event
 from ingest.capture import CaptureWriter, MetaLine
 from ingest.simulator.instruments import exchange_info, spec_for, symbol_info
 from ingest.simulator.orderflow import MarketModel
 from ingest.simulator.synth import write_model_capture
-from processors.fold import AnalyticsState
+from processors.analytics.fold import AnalyticsState
 from tests.reports import validate_report
 
 Book = tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]

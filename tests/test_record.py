@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from context8.cli import main
-from context8.events import Status, scale
 from context8.procs import Fleet, free_port
 from context8.replay import ReplayStats, capture_entries, fold_entries
+from core.events import Status, scale
 from ingest.capture import MetaLine, RestLine, WsLine, read_capture
 from ingest.record import LIVE_HTTP_URL, LIVE_WS_URL, RecordConfig, venue_urls
 

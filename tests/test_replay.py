@@ -14,17 +14,7 @@ import msgspec
 import pytest
 import redis
 
-from context8 import keys
 from context8.cli import main
-from context8.events import (
-    ENTRY_FIELD,
-    BookDelta,
-    BookSnapshot,
-    Status,
-    Ticker,
-    Trade,
-    encode_event,
-)
 from context8.replay import (
     ReplayStats,
     _Progress,
@@ -32,6 +22,16 @@ from context8.replay import (
     differences,
     fold_entries,
     replay_reports,
+)
+from core import keys
+from core.events import (
+    ENTRY_FIELD,
+    BookDelta,
+    BookSnapshot,
+    Status,
+    Ticker,
+    Trade,
+    encode_event,
 )
 from ingest.capture import CaptureWriter, MetaLine
 from ingest.depth import DepthSequencer, Gap, Verdict

@@ -7,14 +7,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from context8.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Trade
-from processors.checkpoint import encode_checkpoint
-from processors.fold import AnalyticsParams, fold, new_state
-from processors.liquidity import find_vacuums, find_walls, thresholds
-from processors.profile import value_area
-from processors.project import build_report
-from processors.slow import compute_slow
-from processors.windows import QuantityWindow
+from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Trade
+from processors.analytics.checkpoint import encode_checkpoint
+from processors.analytics.fold import AnalyticsParams, fold, new_state
+from processors.analytics.liquidity import find_vacuums, find_walls, thresholds
+from processors.analytics.profile import value_area
+from processors.analytics.project import build_report
+from processors.analytics.slow import compute_slow
+from processors.analytics.windows import QuantityWindow
 from projections.report import Writer
 from tests.reports import validate_report
 

@@ -17,13 +17,13 @@ import msgspec
 import pytest
 import redis
 
-from context8 import keys
-from context8.events import ENTRY_FIELD
-from context8.fleet_probe import Feeder, lease_holders, start_processor, stop_probes
+from context8.bench.probes import Feeder, lease_holders, start_processor, stop_probes
 from context8.procs import Fleet, free_port
 from context8.status import LAG_COUNT_MAX, FleetStatus, gather, run_status
 from coordination.membership import NodeInfo
-from processors.runtime import ROLE as PROCESSOR_ROLE
+from core import keys
+from core.events import ENTRY_FIELD
+from processors.runtime.node import ROLE as PROCESSOR_ROLE
 
 SYMBOLS = tuple(f"ST{i}USDT.BINANCE" for i in range(4))
 KIND = "analytics"

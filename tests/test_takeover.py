@@ -8,13 +8,14 @@ import asyncio
 import msgspec
 from redis.asyncio import Redis
 
-from context8 import config, keys, lua
-from context8.events import ENTRY_FIELD, decode_event, encode_event
 from coordination.lease import LeaseScripts, acquire
-from processors.fold import fold, new_state
-from processors.project import build_report
-from processors.runtime import run_processor
-from processors.slow import compute_slow
+from core import keys, lua
+from core import settings as config
+from core.events import ENTRY_FIELD, decode_event, encode_event
+from processors.analytics.fold import fold, new_state
+from processors.analytics.project import build_report
+from processors.analytics.slow import compute_slow
+from processors.runtime.node import run_processor
 from projections.report import Report
 from tests.test_checkpoint import tape
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from context8.config import Settings
-from context8.events import Event, Trade
-from processors.kind import Kind, ProjectionContext
+from core.events import Event, Trade
+from core.settings import Settings
+from processors.runtime.kind import Kind, ProjectionContext
 from projections.writer import Put, Write
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from context8.config import ConfigError
+from core.settings import ConfigError
 
 __all__ = ["ENV_NAMES", "ServerConfig", "is_loopback", "load_config"]
 
@@ -25,7 +25,7 @@ Transport = Literal["stdio", "http"]
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     redis_url: str
     """CONTEXT8_MCP_REDIS_URL, else REDIS_URL: the Redis holding the reports, with the
-    credentials of a user that may only read them (``context8.acl``)."""
+    credentials of a user that may only read them (``core.acl``)."""
     transport: Transport = "stdio"
     """CONTEXT8_MCP_TRANSPORT: ``stdio`` (one client, the parent process) or ``http``."""
     host: str = "127.0.0.1"

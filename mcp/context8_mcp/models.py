@@ -12,8 +12,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from context8.config import parse_symbols
 from context8_mcp.errors import InvalidInput
+from core.settings import parse_symbols
 from projections.report import BookLevel, IngestionStatus, Report
 from projections.series import CANDLE_INTERVALS, Candle, HistoryPoint
 

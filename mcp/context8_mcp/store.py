@@ -3,7 +3,7 @@
 ``ReportStore`` owns one ``redis.asyncio`` client (one connection pool) for the server's life.
 Every read has a deadline (``timeout_s``, default 0.5 s) that covers connecting, a retry and
 the reply, so a dead or hung Redis is answered with ``BackendUnavailable`` fast instead of
-hanging the caller. Key names: ``context8.keys``; value models: ``projections``.
+hanging the caller. Key names: ``core.keys``; value models: ``projections``.
 
 Every answer about one symbol is one round trip: the report (its freshness and whether the
 symbol is live) pipelined with the projection asked for. A second round trip only explains a
@@ -26,8 +26,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from context8 import keys
-from context8.redis_client import AnyAsyncRedis, connect
 from context8_mcp.errors import (
     BackendUnavailable,
     NotPublished,
@@ -36,7 +34,6 @@ from context8_mcp.errors import (
     ServerError,
     SymbolNotIndexed,
 )
-from context8_mcp.freshness import freshen
 from context8_mcp.models import (
     CandleInterval,
     CandlesAnswer,
@@ -46,6 +43,9 @@ from context8_mcp.models import (
     SymbolList,
     SymbolStatus,
 )
+from core import keys
+from core.redis_client import AnyAsyncRedis, connect
+from projections.freshness import freshen
 from projections.report import Report
 from projections.series import Candle, Heavy, HistoryPoint
 

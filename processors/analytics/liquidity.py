@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Literal
 
-from context8.events import Level
-from processors.params import AnalyticsParams
-from processors.windows import QuantityWindow
+from core.events import Level
+from processors.analytics.params import AnalyticsParams
+from processors.analytics.windows import QuantityWindow
 from projections.report import Severity, Vacuum, Wall
 
 __all__ = [

@@ -32,7 +32,8 @@ from types import FunctionType, ModuleType
 import msgspec
 from sortedcontainers import SortedDict
 
-from context8.events import (
+from context8.bench.samples import percentile, say
+from core.events import (
     SCHEMA_VERSION,
     BookDelta,
     BookSnapshot,
@@ -41,13 +42,12 @@ from context8.events import (
     Trade,
     scale,
 )
-from context8.samples import percentile, say
 from ingest.simulator.instruments import spec_for
 from ingest.simulator.orderflow import MarketModel
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import AnalyticsState, fold, new_state
-from processors.project import build_report
-from processors.slow import SlowSections, compute_slow
+from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
+from processors.analytics.fold import AnalyticsState, fold, new_state
+from processors.analytics.project import build_report
+from processors.analytics.slow import SlowSections, compute_slow
 from projections.report import Writer
 
 __all__ = ["deep_size", "model_events", "run_analytics_bench"]

@@ -14,7 +14,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from context8.config import ConfigError
+from core.settings import ConfigError
 
 __all__ = [
     "CALC_LATENCY_MS",

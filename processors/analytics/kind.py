@@ -17,15 +17,15 @@ from collections.abc import Mapping
 
 import msgspec
 
-from context8 import keys
-from context8.config import Settings
-from context8.events import Level, to_float
-from processors.checkpoint import decode_checkpoint, encode_checkpoint
-from processors.fold import AnalyticsState, fold, new_state
-from processors.kind import Kind, ProjectionContext, int_setting
-from processors.params import analytics_params
-from processors.project import build_report
-from processors.slow import SlowSections, compute_slow
+from core import keys
+from core.events import Level, to_float
+from core.settings import Settings
+from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
+from processors.analytics.fold import AnalyticsState, fold, new_state
+from processors.analytics.params import analytics_params
+from processors.analytics.project import build_report
+from processors.analytics.slow import SlowSections, compute_slow
+from processors.runtime.kind import Kind, ProjectionContext, int_setting
 from projections.report import BookLevel, Report
 from projections.series import Heavy, HistoryPoint
 from projections.writer import Put, SeriesPoint, Write

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 
 import msgspec
 
-from context8 import keys
-from context8.config import Settings
-from context8.events import Event, Trade
-from processors.kind import Kind, ProjectionContext, int_setting
+from core import keys
+from core.events import Event, Trade
+from core.settings import Settings
+from processors.runtime.kind import Kind, ProjectionContext, int_setting
 from projections.series import CANDLE_INTERVALS, Candle
 from projections.writer import SeriesPoint, Write
 

@@ -17,7 +17,7 @@ import sys
 from bisect import bisect_left, insort
 from collections.abc import Container, Iterable, Sequence
 
-from context8.events import Level
+from core.events import Level
 
 __all__ = ["NEVER", "Book", "Change", "Watch"]
 

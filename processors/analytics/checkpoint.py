@@ -14,11 +14,11 @@ import dataclasses
 
 import msgspec
 
-from context8.events import Level, Ticker, Trade
-from processors.anomalies import IcebergState, SpoofState
-from processors.fold import AnalyticsParams, AnalyticsState, new_state
-from processors.profile import ProfileState
-from processors.windows import WindowState
+from core.events import Level, Ticker, Trade
+from processors.analytics.anomalies import IcebergState, SpoofState
+from processors.analytics.fold import AnalyticsParams, AnalyticsState, new_state
+from processors.analytics.profile import ProfileState
+from processors.analytics.windows import WindowState
 
 __all__ = ["CHECKPOINT_VERSION", "decode_checkpoint", "encode_checkpoint"]
 

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from processors.book import Book, Change
-from processors.liquidity import fmt_price, fmt_qty, severity
-from processors.params import AnalyticsParams
-from processors.windows import Window
+from processors.analytics.book import Book, Change
+from processors.analytics.liquidity import fmt_price, fmt_qty, severity
+from processors.analytics.params import AnalyticsParams
+from processors.analytics.windows import Window
 from projections.report import Anomaly, Severity
 
 __all__ = [

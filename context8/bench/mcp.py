@@ -4,7 +4,7 @@ SDK's floor, measured in the same run.
 Ours: ``python -m context8_mcp`` reading a realistic report (20 levels a side, walls, a
 vacuum, a volume profile, anomalies) from a private Redis as the reader ACL user, the report
 re-published every 250 ms as a processor does. The floor: a bare SDK server (this module,
-``python -m context8.bench_mcp --transport ...``) whose one tool returns a constant result
+``python -m context8.bench.mcp --transport ...``) whose one tool returns a constant result
 of the same size with the same output schema, so client and SDK do the same work and the
 difference is ours (Redis read, decode, freshness, encode, summary).
 
@@ -48,13 +48,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult
 from mcp_types.version import LATEST_MODERN_VERSION
 
-from context8 import keys
-from context8.acl import READER, create_reader, url_with_user
+from context8.bench.samples import percentile, say
 from context8.procs import free_port, stop_process
 from context8.redis_server import PrivateRedis
-from context8.samples import percentile, say
 from context8_mcp.summary import report_summary
 from context8_mcp.tools import answer_result, read_only_tool
+from core import keys
+from core.acl import READER, create_reader, url_with_user
 from projections.report import (
     Anomaly,
     BookLevel,
@@ -400,7 +400,7 @@ def run_bench_mcp(*, seconds: float = 2.0) -> int:
                 "context8 get_report": _Server(
                     ["context8_mcp", "--log-level", "WARNING"], "get_report", {"symbol": "BTCUSDT"}
                 ),
-                "bare SDK tool (constant)": _Server(["context8.bench_mcp"], "constant", {}),
+                "bare SDK tool (constant)": _Server(["context8.bench.mcp"], "constant", {}),
             }
             say(
                 f"context8 bench mcp: {seconds:g} s per measurement, {os.cpu_count()} CPUs, "
@@ -463,7 +463,7 @@ def _connector(
 def _bare_server() -> None:
     """The floor: an SDK server with one tool returning a constant answer the size of a
     report answer, with the report's output schema."""
-    parser = argparse.ArgumentParser(prog="python -m context8.bench_mcp")
+    parser = argparse.ArgumentParser(prog="python -m context8.bench.mcp")
     parser.add_argument("--transport", choices=("stdio", "http"), required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

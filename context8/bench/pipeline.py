@@ -41,9 +41,7 @@ from typing import NamedTuple
 import msgspec
 import redis
 
-from context8 import config, keys
-from context8.events import ENTRY_FIELD, decode_event
-from context8.fleet_probe import (
+from context8.bench.probes import (
     Feeder,
     Watcher,
     lease_holders,
@@ -51,12 +49,15 @@ from context8.fleet_probe import (
     start_processor,
     stop_probes,
 )
+from context8.bench.samples import say, summary
 from context8.procs import Child, Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
-from context8.samples import say, summary
+from core import keys
+from core import settings as config
+from core.events import ENTRY_FIELD, decode_event
 from ingest.simulator.synth import write_model_capture
-from processors.fold import fold, new_state
-from processors.runtime import run_processor
+from processors.analytics.fold import fold, new_state
+from processors.runtime.node import run_processor
 
 __all__ = [
     "SYMBOLS",

@@ -15,10 +15,10 @@ from collections import deque
 import msgspec
 import redis
 
-from context8 import keys, lua
-from context8.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
 from context8.procs import Child, Fleet, free_port
-from context8.redis_client import AnySyncRedis, connect_sync, get_many
+from core import keys, lua
+from core.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+from core.redis_client import AnySyncRedis, connect_sync, get_many
 
 __all__ = ["Feeder", "Watcher", "lease_holders", "metric", "start_processor", "stop_probes"]
 

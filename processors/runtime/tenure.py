@@ -25,25 +25,31 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from context8 import keys, metrics
-from context8.config import Settings
-from context8.events import ENTRY_FIELD, DecodeError, decode_event
-from context8.logs import log_event
-from context8.redis_client import AnyAsyncRedis, batch
 from coordination.lease import (
+    Lease,
     LeaseScripts,
-    StaleTenureError,
-    Tenure,
+    StaleLeaseError,
     acquire,
     release,
     renew,
     withdraw,
 )
-from processors.kind import Kind, ProjectionContext, StartAt, decode_envelope, encode_envelope
+from core import keys, metrics
+from core.events import ENTRY_FIELD, DecodeError, decode_event
+from core.logs import log_event
+from core.redis_client import AnyAsyncRedis, batch
+from core.settings import Settings
+from processors.runtime.kind import (
+    Kind,
+    ProjectionContext,
+    StartAt,
+    decode_envelope,
+    encode_envelope,
+)
 from projections.report import Writer
 from projections.writer import ProjectionScripts, Put, raise_refusals, write_commands
 
-__all__ = ["Consumer", "HandOff", "hold_symbol", "wait_any"]
+__all__ = ["HandOff", "KindContext", "hold_symbol", "wait_any"]
 
 _READ_COUNT = 2000
 _DEAD_LETTER_MAXLEN = 10_000
@@ -61,7 +67,7 @@ log = logging.getLogger("context8.processor")
 
 
 @dataclass(slots=True)
-class Consumer:
+class KindContext:
     """What every tenure of one kind on a node shares."""
 
     settings: Settings
@@ -105,8 +111,8 @@ class Folded:
 
 
 @dataclass(slots=True)
-class _Tenancy:
-    tenure: Tenure
+class Tenure:
+    tenure: Lease
     folded: Folded
     dead: list[DeadLetter] = field(default_factory=list)
     """(entry id, fields) of entries that could not be folded, written with the next publish."""
@@ -134,7 +140,7 @@ class HandOff:
         self.asked.set()
 
 
-async def hold_symbol(node: Consumer, symbol: str, handoff: HandOff) -> None:
+async def hold_symbol(node: KindContext, symbol: str, handoff: HandOff) -> None:
     """Acquire ``symbol`` (waiting, warm, while another node still holds it) and serve the
     tenure until it is lost, or until ``handoff`` is asked: then, once a successor is ready
     (or after ``successor_wait_s``), a final publish and checkpoint go out and the lease is
@@ -156,7 +162,7 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: HandOff) -> None:
     metrics.SYMBOLS_ASSIGNED.labels(role).set(len(node.held_since))
     try:
         await _serve_tenure(node, tenure, folded or await _load(node, symbol), handoff)
-    except StaleTenureError as e:
+    except StaleLeaseError as e:
         metrics.LEASE_CONFLICTS.labels(role).inc()
         log_event(log, "lease_refused", str(e), level=logging.WARNING, symbol=symbol, kind=role)
     finally:
@@ -169,8 +175,8 @@ async def hold_symbol(node: Consumer, symbol: str, handoff: HandOff) -> None:
 
 
 async def _acquire_warm(
-    node: Consumer, symbol: str, handoff: HandOff, released: asyncio.Event
-) -> tuple[Tenure, Folded | None] | None:
+    node: KindContext, symbol: str, handoff: HandOff, released: asyncio.Event
+) -> tuple[Lease, Folded | None] | None:
     """The lease once it is ours (with the state folded so far), or None when asked to hand
     off first.
 
@@ -187,7 +193,7 @@ async def _acquire_warm(
         try:
             outcome = await acquire(node.leases, role, symbol, node.settings.node_id,
                                     node.settings.lease_ttl_ms, successor=ready)  # fmt: skip
-            if isinstance(outcome, Tenure):
+            if isinstance(outcome, Lease):
                 return outcome, folded
             folded = folded or await _load(node, symbol)
             await _catch_up(node, folded, keys.stream_key(symbol), [])
@@ -222,7 +228,7 @@ async def wait_any(timeout_s: float, *events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-async def _load(node: Consumer, symbol: str) -> Folded:
+async def _load(node: KindContext, symbol: str) -> Folded:
     """The symbol's checkpoint, or a fresh state positioned where the kind starts."""
     kind = node.kind
     stored = await node.client.get(keys.checkpoint_key(kind.name, symbol))
@@ -244,10 +250,10 @@ async def _start_id(client: AnyAsyncRedis, symbol: str, start: StartAt) -> str:
     return f"{int(start) - 1}-18446744073709551615" if int(start) > 0 else "0-0"
 
 
-async def _serve_tenure(node: Consumer, tenure: Tenure, folded: Folded, handoff: HandOff) -> None:
+async def _serve_tenure(node: KindContext, tenure: Lease, folded: Folded, handoff: HandOff) -> None:
     # The old owner checkpointed as it handed off (or at most a second before it died): the
     # first publishes of a takeover skip the checkpoint, which is the costly part of them.
-    tenancy = _Tenancy(tenure, folded, last_checkpoint=time.monotonic())
+    tenancy = Tenure(tenure, folded, last_checkpoint=time.monotonic())
     stream = keys.stream_key(tenure.symbol)
     renewer = asyncio.create_task(_keep_lease(node, tenancy))
     try:
@@ -269,7 +275,7 @@ async def _serve_tenure(node: Consumer, tenure: Tenure, folded: Folded, handoff:
         await asyncio.wait({renewer}, timeout=_CANCEL_GRACE_S * 20)
 
 
-async def _await_successor(node: Consumer, tenancy: _Tenancy, stream: str, wait_s: float) -> None:
+async def _await_successor(node: KindContext, tenancy: Tenure, stream: str, wait_s: float) -> None:
     """Go on folding and publishing until a node taking over says it is ready (it has
     loaded the state and folded ahead), for at most ``wait_s``: the readers' gap is then the
     fold of the last few entries, not the new owner's start."""
@@ -299,7 +305,7 @@ async def _ensure_group(client: AnyAsyncRedis, stream: str, group: str, start_id
             raise
 
 
-async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
+async def _keep_lease(node: KindContext, tenancy: Tenure) -> None:
     ttl = node.settings.lease_ttl_ms
     expires = time.monotonic() + ttl / 1000
     while not tenancy.ended.is_set():
@@ -317,7 +323,7 @@ async def _keep_lease(node: Consumer, tenancy: _Tenancy) -> None:
     tenancy.lost.set()
 
 
-async def _catch_up(node: Consumer, folded: Folded, stream: str, dead: list[DeadLetter]) -> None:
+async def _catch_up(node: KindContext, folded: Folded, stream: str, dead: list[DeadLetter]) -> None:
     """Fold the stream after where ``folded`` stands, at full speed."""
     while True:
         start = "-" if folded.last_id == "0-0" else "(" + folded.last_id
@@ -329,15 +335,15 @@ async def _catch_up(node: Consumer, folded: Folded, stream: str, dead: list[Dead
 
 
 async def _follow(
-    node: Consumer,
-    tenancy: _Tenancy,
+    node: KindContext,
+    tenancy: Tenure,
     stream: str,
     stop: asyncio.Event,
     *,
     until: float = math.inf,
 ) -> None:
     """Fold new entries as they come and publish on time, until ``stop`` is set or
-    ``until`` (monotonic) has come; raises StaleTenureError once the lease is lost.
+    ``until`` (monotonic) has come; raises StaleLeaseError once the lease is lost.
 
     Entries are read by id from where the fold stands (XREAD), not handed out by the group
     (XREADGROUP ">"): a stale owner's last read could otherwise take entries the new owner
@@ -351,7 +357,7 @@ async def _follow(
     try:
         while not stop.is_set() and (now := time.monotonic()) < until:
             if tenancy.lost.is_set():
-                raise StaleTenureError(f"lease of {tenancy.tenure.symbol} lost (not renewed)")
+                raise StaleLeaseError(f"lease of {tenancy.tenure.symbol} lost (not renewed)")
             wait_ms = settings.min_publish_ms if tenancy.dirty else settings.report_period_ms
             remaining_ms = int((tenancy.last_publish + wait_ms / 1000 - now) * 1000)
             try:
@@ -431,7 +437,7 @@ def _fold_entries(
     return count
 
 
-def _slow_cycle(node: Consumer, folded: Folded) -> None:
+def _slow_cycle(node: KindContext, folded: Folded) -> None:
     """The kind's slow cycle on ``folded`` (if it has one), the next due a period after this
     one began: after an overrun, a whole period later (skipped, not queued)."""
     if node.kind.slow is None:
@@ -444,7 +450,7 @@ def _slow_cycle(node: Consumer, folded: Folded) -> None:
     metrics.CALC_LATENCY_MS.labels(node.kind.name, "slow").observe(took * 1000)
 
 
-async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) -> None:
+async def _publish(node: KindContext, tenancy: Tenure, *, final: bool = False) -> None:
     kind = node.kind
     folded = tenancy.folded
     tenancy.last_publish = started = time.monotonic()
@@ -525,7 +531,7 @@ async def _publish(node: Consumer, tenancy: _Tenancy, *, final: bool = False) ->
 
 
 def _report_metrics(
-    tenancy: _Tenancy, kind: str, symbol: str, now_ms: int, last_event_ms: int
+    tenancy: Tenure, kind: str, symbol: str, now_ms: int, last_event_ms: int
 ) -> None:
     metrics.REPORTS_PUBLISHED.labels(symbol).inc()
     metrics.DATA_AGE_MS.labels(symbol).set(max(0, now_ms - last_event_ms))

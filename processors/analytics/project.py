@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from context8.events import Level, to_float
-from processors import figures
-from processors.fold import AnalyticsState
-from processors.slow import SlowSections
+from core.events import Level, to_float
+from processors.analytics import figures
+from processors.analytics.fold import AnalyticsState
+from processors.analytics.slow import SlowSections
 from projections.report import (
     BookLevel,
     Depth,

@@ -17,7 +17,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from context8.config import ConfigError
+from core.settings import ConfigError
 
 __all__ = ["AnalyticsParams", "analytics_params", "env_name"]
 

@@ -29,8 +29,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from context8.config import ConfigError, Settings
-from context8.events import Event
+from core.events import Event
+from core.settings import ConfigError, Settings
 from projections.report import Writer
 from projections.writer import Write
 

@@ -18,8 +18,7 @@ import time
 
 import redis
 
-from context8 import keys
-from context8.bench import (
+from context8.bench.pipeline import (
     SYMBOLS,
     bench_redis,
     pipeline_latency,
@@ -28,8 +27,9 @@ from context8.bench import (
     summary,
     wait_reports,
 )
-from context8.fleet_probe import start_processor
+from context8.bench.probes import start_processor
 from context8.procs import Fleet, start_pipeline
+from core import keys
 
 __all__ = ["run_bench_kinds"]
 

@@ -8,7 +8,7 @@ Per event the work is O(levels changed): the book, the running windows, and the 
 trackers of the prices an event touches. Once per event-time second (at the first event of a
 new second) the book is sampled: top-N depth, the level-quantity window, the spread. All
 scanning (walls, vacuums, the volume profile, the detectors) is left to the slow cycle
-(``processors.slow.compute_slow``).
+(``processors.analytics.slow.compute_slow``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from context8.events import BookDelta, BookSnapshot, Event, Status, Ticker, Trade
-from processors.anomalies import IcebergTracker, SpoofTracker
-from processors.book import NEVER, Book, Watch
-from processors.liquidity import thresholds
-from processors.params import AnalyticsParams, analytics_params
-from processors.profile import ProfileWindow
-from processors.windows import QuantityWindow, Window
+from core.events import BookDelta, BookSnapshot, Event, Status, Ticker, Trade
+from processors.analytics.anomalies import IcebergTracker, SpoofTracker
+from processors.analytics.book import NEVER, Book, Watch
+from processors.analytics.liquidity import thresholds
+from processors.analytics.params import AnalyticsParams, analytics_params
+from processors.analytics.profile import ProfileWindow
+from processors.analytics.windows import QuantityWindow, Window
 
 __all__ = ["AnalyticsParams", "AnalyticsState", "analytics_params", "fold", "new_state"]
 

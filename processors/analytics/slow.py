@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import msgspec
 
-from processors.anomalies import flash_crash, icebergs, penalty, spoofing
-from processors.fold import AnalyticsState
-from processors.liquidity import find_vacuums, find_walls, thresholds
+from processors.analytics.anomalies import flash_crash, icebergs, penalty, spoofing
+from processors.analytics.fold import AnalyticsState
+from processors.analytics.liquidity import find_vacuums, find_walls, thresholds
 from projections.report import Anomaly, Liquidity, VolumeProfile
 
 __all__ = ["SlowSections", "compute_slow"]

@@ -20,7 +20,7 @@ from typing import Final
 import redis
 from redis.cluster import RedisCluster
 
-from context8 import keys
+from core import keys
 
 __all__ = [
     "READER",

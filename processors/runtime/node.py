@@ -24,10 +24,6 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
-from context8 import config, keys, metrics
-from context8.config import ConfigError, Settings
-from context8.logs import log_event, set_log_context
-from context8.redis_client import AnyAsyncRedis, connect, get_many_async
 from coordination.assignment import plan
 from coordination.lease import RELEASED_CHANNEL, SUCCESSOR_CHANNEL, LeaseScripts
 from coordination.membership import (
@@ -38,8 +34,13 @@ from coordination.membership import (
     live_nodes,
     next_beat_s,
 )
-from processors.consumer import Consumer, HandOff, hold_symbol, wait_any
-from processors.kind import Kind, load_kinds, start_setting
+from core import keys, metrics
+from core import settings as config
+from core.logs import log_event, set_log_context
+from core.redis_client import AnyAsyncRedis, connect, get_many_async
+from core.settings import ConfigError, Settings
+from processors.runtime.kind import Kind, load_kinds, start_setting
+from processors.runtime.tenure import HandOff, KindContext, hold_symbol, wait_any
 from projections.writer import ProjectionScripts
 
 __all__ = ["ROLE", "run_processor"]
@@ -84,9 +85,9 @@ async def run_processor(
     # lease keys are per kind: one map of each for all kinds
     released: dict[str, asyncio.Event] = {}
     successors: dict[str, asyncio.Event] = {}
-    every_tenures = [
-        _Tenures(
-            Consumer(
+    kind_tenures = [
+        KindTenures(
+            KindContext(
                 settings,
                 client,
                 leases,
@@ -115,7 +116,7 @@ async def run_processor(
     )
     try:
         await projections.load()
-        await _coordinate(client, settings, info, every_tenures, wake, stop)
+        await _coordinate(client, settings, info, kind_tenures, wake, stop)
     finally:
         # Leave first, so the others start taking over while the hand-offs run (the listener
         # still hearing when each successor is ready).
@@ -124,11 +125,11 @@ async def run_processor(
             # who is still there now (a fleet shutting down leaves together): only their
             # symbols have a successor worth waiting for
             remaining = await live_nodes(client, ROLE, await _redis_ms(client))
-            for tenures in every_tenures:
+            for tenures in kind_tenures:
                 tenures.elsewhere = _configured_elsewhere(
                     remaining, tenures.node.kind.name, settings.node_id
                 )
-        handed_off = await asyncio.gather(*(t.hand_off_all() for t in every_tenures))
+        handed_off = await asyncio.gather(*(t.hand_off_all() for t in kind_tenures))
         log_event(log, "node_left", symbols=sum(handed_off))
         left.set()  # a flag as well: redis-py may swallow a cancellation inside a read
         listener.cancel()
@@ -136,11 +137,11 @@ async def run_processor(
         await client.aclose()
 
 
-class _Tenures:
+class KindTenures:
     """The node's tenure tasks: started per symbol, stopped by a hand-off request (never by
     cancellation), and kept while they hand off so a symbol is never held twice."""
 
-    def __init__(self, node: Consumer) -> None:
+    def __init__(self, node: KindContext) -> None:
         self.node = node
         self.running: dict[str, tuple[asyncio.Task[None], HandOff]] = {}
         self.stopping: dict[asyncio.Task[None], tuple[str, float]] = {}
@@ -215,7 +216,7 @@ async def _coordinate(
     client: AnyAsyncRedis,
     settings: Settings,
     info: NodeInfo,
-    every_tenures: list[_Tenures],
+    kind_tenures: list[KindTenures],
     wake: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
@@ -228,12 +229,12 @@ async def _coordinate(
             now = time.monotonic()
             now_ms = await _redis_ms(client)
             if now >= next_beat:
-                await beat(client, _with_owned(info, every_tenures), now_ms)
+                await beat(client, _with_owned(info, kind_tenures), now_ms)
                 metrics.NODE_HEARTBEAT.set(now_ms / 1000)
                 next_beat = now + next_beat_s()
             # one read of the fleet per tick; each kind plans over the nodes running it
             fleet = await live_nodes(client, ROLE, now_ms)
-            for tenures in every_tenures:
+            for tenures in kind_tenures:
                 await _assign(client, settings, info, fleet, tenures, now)
         except RedisError as e:
             metrics.REDIS_ERRORS.labels(ROLE).inc()
@@ -257,7 +258,7 @@ async def _assign(
     settings: Settings,
     info: NodeInfo,
     fleet: list[NodeInfo],
-    tenures: _Tenures,
+    tenures: KindTenures,
     now: float,
 ) -> None:
     """One kind's plan for this node over the live processor nodes ``fleet``, applied."""
@@ -306,8 +307,8 @@ def _awaiting(task: asyncio.Task[None]) -> list[str]:
     return where
 
 
-def _with_owned(info: NodeInfo, every_tenures: list[_Tenures]) -> NodeInfo:
-    owned_by_kind = {t.node.kind.name: sorted(t.node.held_since) for t in every_tenures}
+def _with_owned(info: NodeInfo, kind_tenures: list[KindTenures]) -> NodeInfo:
+    owned_by_kind = {t.node.kind.name: sorted(t.node.held_since) for t in kind_tenures}
     owned = sorted({symbol for symbols in owned_by_kind.values() for symbol in symbols})
     return msgspec.structs.replace(info, owned=owned, owned_by_kind=owned_by_kind)
 

@@ -1,0 +1,1 @@
+"""``context8 bench``: benchmarks on the real pipeline that print figures (docs/benchmarks.md)."""
