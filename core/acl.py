@@ -3,10 +3,11 @@ commands it sends, and nothing else.
 
 Redis 6.2 has no read-only key selectors (``%R~``, Redis 7), so the key patterns alone would
 let a user write the keys they name: the commands are restricted instead, to reads (``GET``,
-``ZRANGE``, ``ZSCORE``) plus ``PING`` (health) and ``SELECT`` (a URL naming a database). The
-keys: ``report:*`` (report, heavy section, history), ``candles:*`` and the index
-``{reports}:index``. No pub/sub channels. Every write, script, admin or key-scanning command
-is refused by Redis itself (NOPERM).
+``ZRANGE``, ``ZSCORE``, ``HGET``, ``HMGET``, ``HGETALL``) plus ``PING`` (health) and
+``SELECT`` (a URL naming a database), and ``SUBSCRIBE`` to the one channel announcing new
+reports. The keys: ``report:*`` (report, heavy section, history), ``candles:*``, the index
+``{reports}:index`` and the overview ``{reports}:overview``. Every write, script, admin or
+key-scanning command is refused by Redis itself (NOPERM).
 
 For an external Redis, ``setuser_command`` gives the line to run (docs/mcp.md shows it).
 """
@@ -24,6 +25,7 @@ from core import keys
 
 __all__ = [
     "READER",
+    "READER_CHANNELS",
     "READER_COMMANDS",
     "READER_KEY_PATTERNS",
     "create_reader",
@@ -34,11 +36,13 @@ __all__ = [
 
 READER: Final = "context8-mcp"
 READER_COMMANDS: Final = (
-    "get", "zrange", "zscore", "ping", "select",
+    "get", "zrange", "zscore", "hget", "hmget", "hgetall", "ping", "select",
+    "subscribe", "unsubscribe",
     # a Redis Cluster client discovers the slots and the commands' key positions
     "cluster|info", "cluster|slots", "command",
 )  # fmt: skip
-READER_KEY_PATTERNS: Final = ("report:*", "candles:*", keys.INDEX_KEY)
+READER_KEY_PATTERNS: Final = ("report:*", "candles:*", keys.INDEX_KEY, keys.OVERVIEW_KEY)
+READER_CHANNELS: Final = (keys.REPORT_UPDATED_CHANNEL,)
 
 
 def reader_rules(password: str) -> list[str]:
@@ -48,6 +52,7 @@ def reader_rules(password: str) -> list[str]:
         "on",
         f">{password}",
         "resetchannels",
+        *(f"&{channel}" for channel in READER_CHANNELS),
         *(f"~{pattern}" for pattern in READER_KEY_PATTERNS),
         "-@all",
         *(f"+{command}" for command in READER_COMMANDS),

@@ -18,12 +18,16 @@ import msgspec
 
 __all__ = [
     "ENTRY_FIELD",
+    "RATE_PRECISION",
     "SCHEMA_VERSION",
     "BookDelta",
     "BookSnapshot",
     "DecodeError",
     "Event",
     "Level",
+    "Liquidation",
+    "MarkPrice",
+    "OpenInterest",
     "Status",
     "StatusKind",
     "Ticker",
@@ -35,7 +39,9 @@ __all__ = [
     "to_float",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: book, trade, ticker, status. 2: the perpetual-futures kinds (mark price and funding,
+liquidation, open interest)."""
 ENTRY_FIELD: Final = b"e"
 
 # (price, qty) in fixed point; qty 0 in a delta removes the level.
@@ -109,7 +115,49 @@ class Status(_Base, tag="status"):
     received_update_id: int | None = None
 
 
-Event = BookSnapshot | BookDelta | Trade | Ticker | Status
+class MarkPrice(_Base, tag="mark"):
+    """A perpetual's mark price, index price and funding (Binance ``@markPrice@1s``)."""
+
+    price_precision: int
+    mark_price: int
+    index_price: int
+    estimated_settle_price: int
+    funding_rate: int
+    """The current funding rate in fixed point at ``RATE_PRECISION`` decimals (Binance sends
+    8: ``"0.00010000"`` is 10000, 0.01% per funding period)."""
+    next_funding_ms: int
+    """When the next funding happens (venue time, ms since the epoch)."""
+
+
+class Liquidation(_Base, tag="liq"):
+    """A forced order (Binance ``@forceOrder``): the venue closing a position it liquidated.
+    ``side`` is the forced order's: ``sell`` liquidates a long, ``buy`` a short."""
+
+    price_precision: int
+    size_precision: int
+    side: Literal["buy", "sell"]
+    price: int
+    """The order's limit price."""
+    avg_price: int
+    """Average fill price (0 while nothing filled)."""
+    qty: int
+    """Original quantity."""
+    filled_qty: int
+    """Quantity filled so far (accumulated)."""
+    order_status: str
+    """The venue's order status (``FILLED``, ``PARTIALLY_FILLED``, ...)."""
+
+
+class OpenInterest(_Base, tag="oi"):
+    """A perpetual's open interest (base quantity), polled from the venue's REST API."""
+
+    size_precision: int
+    open_interest: int
+
+
+Event = BookSnapshot | BookDelta | Trade | Ticker | Status | MarkPrice | Liquidation | OpenInterest
+RATE_PRECISION: Final = 8
+"""Decimals of ``MarkPrice.funding_rate`` (Binance's funding rate strings have 8)."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)

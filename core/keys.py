@@ -9,6 +9,8 @@ __all__ = [
     "INDEX_KEY",
     "INDEX_WRITERS_KEY",
     "NODES_SEEN_KEY",
+    "OVERVIEW_KEY",
+    "REPORT_UPDATED_CHANNEL",
     "candles_key",
     "checkpoint_key",
     "dead_letter_key",
@@ -23,9 +25,13 @@ __all__ = [
     "token_key",
 ]
 
-# The index spans symbols; its two keys share the {reports} tag so one script updates both.
+# The index spans symbols; its keys share the {reports} tag so one script updates them all.
 INDEX_KEY: Final = "{reports}:index"
 INDEX_WRITERS_KEY: Final = "{reports}:writers"
+OVERVIEW_KEY: Final = "{reports}:overview"
+"""Symbol -> its row of the market overview (projections/overview.py)."""
+REPORT_UPDATED_CHANNEL: Final = "nt:report_updated"
+"""Pub/sub: an instrument id, published with every new report of it."""
 NODES_SEEN_KEY: Final = "nt:nodes_seen"
 
 

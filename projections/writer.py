@@ -20,7 +20,15 @@ from coordination.lease import Lease, StaleLeaseError, is_stale
 from core import keys, lua
 from core.redis_client import AnyAsyncRedis, Command
 
-__all__ = ["ProjectionScripts", "Put", "SeriesPoint", "Write", "raise_refusals", "write_commands"]
+__all__ = [
+    "IndexRow",
+    "ProjectionScripts",
+    "Put",
+    "SeriesPoint",
+    "Write",
+    "raise_refusals",
+    "write_commands",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,15 @@ class SeriesPoint:
     ttl_ms: int = 0
 
 
-Write = Put | SeriesPoint
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """The symbol's row of the market overview (``projections.overview``), written with its
+    index entry; only the kind whose projection is the report writes one."""
+
+    value: bytes
+
+
+Write = Put | SeriesPoint | IndexRow
 
 
 class ProjectionScripts:
@@ -67,11 +83,15 @@ def write_commands(
     indexed_at_ms: int | None = None,
 ) -> list[Command]:
     """``writes`` as one fenced step, and (``indexed_at_ms`` given) the symbol's entry in the
-    index, in that order. Every key must carry the tenure's ``{SYM}`` tag (one slot, one
-    script)."""
+    index with its overview row, in that order. Every key must carry the tenure's ``{SYM}``
+    tag (one slot, one script)."""
     targets: list[str] = []
     args: list[str | int | bytes] = []
+    row = b""
     for write in writes:
+        if isinstance(write, IndexRow):
+            row = write.value
+            continue
         targets.append(write.key)
         if isinstance(write, Put):
             args += ["S", write.ttl_ms, write.value, "", "", ""]
@@ -82,10 +102,10 @@ def write_commands(
         ("evalsha", (scripts.fenced_write.sha, len(fence), *fence, *tenure.fence_args, *args), {})
     ]
     if indexed_at_ms is not None:
-        index = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY]
+        index = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY, keys.OVERVIEW_KEY]
         commands.append(
             ("evalsha", (scripts.index_update.sha, len(index), *index, tenure.symbol,
-                         tenure.token, indexed_at_ms), {})
+                         tenure.token, indexed_at_ms, row, keys.REPORT_UPDATED_CHANNEL), {})
         )  # fmt: skip
     return commands
 

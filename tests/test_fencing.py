@@ -96,11 +96,22 @@ def test_index_refuses_a_lower_token_even_without_a_lease(redis_url):
     async def scenario():
         client = Redis.from_url(redis_url)
         scripts = ProjectionScripts(client)
-        index_keys = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY]
-        assert await scripts.index_update(keys=index_keys, args=[SYMBOL, 5, 1000]) == 1
+        index_keys = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY, keys.OVERVIEW_KEY]
+        channel = keys.REPORT_UPDATED_CHANNEL
+        pubsub = client.pubsub()
+        await pubsub.subscribe(channel)
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        row = [SYMBOL, 5, 1000, b'{"row": 5}', channel]
+        assert await scripts.index_update(keys=index_keys, args=row) == 1
         with pytest.raises(Exception, match="STALE"):
-            await scripts.index_update(keys=index_keys, args=[SYMBOL, 4, 2000])
+            await scripts.index_update(keys=index_keys, args=[SYMBOL, 4, 2000, b"{}", channel])
         assert await client.zscore(keys.INDEX_KEY, SYMBOL) == 1000
+        assert await client.hget(keys.OVERVIEW_KEY, SYMBOL) == b'{"row": 5}'
+        # announced once, for the accepted write only
+        announced = await pubsub.get_message(timeout=1)
+        assert announced is not None and announced["data"] == SYMBOL.encode()
+        assert await pubsub.get_message(timeout=0.2) is None
+        await pubsub.aclose()
         await client.aclose()
 
     asyncio.run(scenario())

@@ -464,6 +464,9 @@ def test_the_reader_user_cannot_write(reader_url: str, redis_url: str) -> None:
             lambda: reader.config_set("appendonly", "no"),
             lambda: reader.keys("*"),
             lambda: reader.publish("c", "m"),
+            lambda: reader.publish(keys.REPORT_UPDATED_CHANNEL, "BTCUSDT.BINANCE"),
+            lambda: reader.hset(keys.OVERVIEW_KEY, "BTCUSDT.BINANCE", b"{}"),
+            lambda: reader.hdel(keys.OVERVIEW_KEY, "BTCUSDT.BINANCE"),
             # reads outside the report keys
             lambda: reader.get(keys.checkpoint_key("analytics", "BTCUSDT.BINANCE")),
             lambda: reader.xrange(keys.stream_key("BTCUSDT.BINANCE")),
@@ -471,6 +474,14 @@ def test_the_reader_user_cannot_write(reader_url: str, redis_url: str) -> None:
         for attempt in refused:
             with pytest.raises(redis.exceptions.NoPermissionError):
                 attempt()
+        # it may hear of new reports, on that one channel only
+        pubsub = reader.pubsub()
+        pubsub.subscribe(keys.REPORT_UPDATED_CHANNEL)
+        assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            pubsub.subscribe("nt:released")
+            pubsub.get_message(timeout=1)
+        pubsub.close()
     with redis.Redis.from_url(redis_url) as admin:
         assert admin.exists(report) and admin.zscore(keys.INDEX_KEY, "BTCUSDT.BINANCE")
 

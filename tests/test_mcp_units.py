@@ -357,9 +357,10 @@ def test_load_config_precedence_and_errors() -> None:
 def test_reader_acl_rules() -> None:
     line = setuser_command(password="pw")
     assert line == (
-        "ACL SETUSER context8-mcp reset on >pw resetchannels ~report:* ~candles:* "
-        "~{reports}:index -@all +get +zrange +zscore +ping +select +cluster|info "
-        "+cluster|slots +command"
+        "ACL SETUSER context8-mcp reset on >pw resetchannels &nt:report_updated ~report:* "
+        "~candles:* ~{reports}:index ~{reports}:overview -@all +get +zrange +zscore +hget "
+        "+hmget +hgetall +ping +select +subscribe +unsubscribe +cluster|info +cluster|slots "
+        "+command"
     )
     assert url_with_user("redis://old:x@127.0.0.1:6379/2", "u", "p@ss/w") == (
         "redis://u:p%40ss%2Fw@127.0.0.1:6379/2"

@@ -26,9 +26,10 @@ from processors.analytics.params import analytics_params
 from processors.analytics.project import build_report
 from processors.analytics.slow import SlowSections, compute_slow
 from processors.runtime.kind import Kind, ProjectionContext, int_setting
+from projections.overview import overview_row
 from projections.report import BookLevel, Report
 from projections.series import Heavy, HistoryPoint
-from projections.writer import Put, SeriesPoint, Write
+from projections.writer import IndexRow, Put, SeriesPoint, Write
 
 __all__ = ["NAME", "kind"]
 
@@ -52,6 +53,7 @@ def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[AnalyticsState]
             Put(keys.report_key(symbol), msgspec.json.encode(report), ttl_ms),
             Put(keys.heavy_key(symbol), _heavy(state, report, heavy_levels), ttl_ms),
             _history_point(state, report, history_points, ttl_ms),
+            IndexRow(msgspec.json.encode(overview_row(report))),
         ]
 
     return Kind(
