@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 
 from core import settings as config
 from core.logs import setup_logging
+from core.symbols import parse_symbols
 
 __all__ = ["main"]
 
@@ -21,11 +22,18 @@ __all__ = ["main"]
 def _settings(args: argparse.Namespace) -> config.Settings:
     symbols = getattr(args, "symbols", None)
     return config.load(
-        symbols=config.parse_symbols(symbols) if symbols else None,
+        symbols=_flag_symbols(symbols),
         redis_url=getattr(args, "redis_url", None),
         node_id=getattr(args, "node_id", None),
         processor_kinds=_kinds(getattr(args, "kinds", None)),
     )
+
+
+def _flag_symbols(text: str | None) -> tuple[str, ...] | None:
+    try:
+        return parse_symbols(text) if text else None
+    except ValueError as e:
+        raise config.ConfigError(f"--symbols: {e}") from None
 
 
 def _kinds(text: str | None) -> tuple[str, ...] | None:
@@ -34,7 +42,7 @@ def _kinds(text: str | None) -> tuple[str, ...] | None:
 
 def _symbols_given(args: argparse.Namespace) -> bool:
     """Whether SYMBOLS was chosen (flag, environment or config file) rather than defaulted."""
-    return bool(getattr(args, "symbols", None)) or "SYMBOLS" in config.given()
+    return bool(getattr(args, "symbols", None)) or config.is_set("SYMBOLS")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +74,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from ingest.simulator import SimulatorConfig, serve
 
-    symbols = config.parse_symbols(args.symbols) if args.symbols else config.load().symbols
+    symbols = _flag_symbols(args.symbols) or config.load().symbols
     sim_config = SimulatorConfig(
         host=args.host,
         port=args.port,
@@ -288,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_config_file() -> None:
+    """A bad config file fails every command at start, naming the setting and the file: a
+    bad value of any role or kind, or a key nothing reads."""
+    from context8_mcp.config import ENV_NAMES as MCP_NAMES
+    from context8_mcp.config import REDIS_URL_ENV
+    from processors.runtime.kind import known_variables
+
+    settings = config.load()
+    known = {*config.NODE_SETTINGS.values(), *MCP_NAMES.values(), REDIS_URL_ENV}
+    config.check_file(known | known_variables(settings, os.environ))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
@@ -296,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             # through the environment, so the processes a command starts read the file too
             os.environ[config.CONFIG_ENV] = os.path.abspath(args.config)
         if os.environ.get(config.CONFIG_ENV, "").strip():
-            config.load()  # a bad file fails every command at start, naming setting and file
+            _check_config_file()
         return args.func(args)
     except config.ConfigError as e:
         print(f"context8: bad configuration: {e}", file=sys.stderr)

@@ -21,7 +21,8 @@ from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
 from core import keys
 from core.acl import READER, create_reader, url_with_user
-from core.settings import ConfigError, Settings, parse_symbols
+from core.settings import ConfigError, Settings
+from core.symbols import parse_symbols
 from ingest.capture import MetaLine, read_capture
 
 __all__ = ["run_demo"]

@@ -50,6 +50,8 @@ import redis
 from core import keys
 from core import settings as config
 from core.events import ENTRY_FIELD, DecodeError, Event, decode_event
+from core.symbols import parse_symbols
+from core.times import parse_time_ms
 from processors.analytics.fold import AnalyticsParams, AnalyticsState, fold, new_state
 from processors.analytics.params import analytics_params
 from processors.analytics.project import build_report
@@ -66,7 +68,6 @@ __all__ = [
     "differences",
     "fold_entries",
     "open_capture",
-    "parse_time_ms",
     "replay_reports",
     "run",
     "stream_entries",
@@ -105,28 +106,17 @@ class ReplayStats:
 # -- time ------------------------------------------------------------------------------------
 
 
-def parse_time_ms(text: str) -> int:
-    """Milliseconds since the epoch from ``1633998530000`` or an ISO-8601 time
-    (``2021-10-12T00:28:50Z``, ``2021-10-12 00:28:50.250+00:00``; no zone means UTC)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
+def _time_ms(text: str) -> int:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReplayError(
-            f"{text!r} is not a time: give ISO 8601 (2021-10-12T00:28:50Z) "
-            "or milliseconds since the epoch"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+        return parse_time_ms(text)
+    except ValueError as e:
+        raise ReplayError(str(e)) from None
 
 
 def _stream_bound(text: str) -> str:
     """An XRANGE bound from a stream id (``1633998530000-3``), ms, or an ISO time."""
     text = text.strip()
-    return text if _STREAM_ID.match(text) else str(parse_time_ms(text))
+    return text if _STREAM_ID.match(text) else str(_time_ms(text))
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -448,7 +438,7 @@ def _summary(report: Report) -> str:
 
 
 def _symbols(args: argparse.Namespace) -> tuple[str, ...]:
-    return config.parse_symbols(",".join(args.symbol)) if args.symbol else ()
+    return parse_symbols(",".join(args.symbol)) if args.symbol else ()
 
 
 def _redis(args: argparse.Namespace) -> redis.Redis:
@@ -546,7 +536,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     2 on bad input."""
     out = out or sys.stdout
     try:
-        at_ms = sorted({parse_time_ms(t) for t in args.at})
+        at_ms = sorted({_time_ms(t) for t in args.at})
         # the processors' parameters, from the same environment (NT_<FIELD>)
         params = analytics_params(os.environ)
         if args.capture:

@@ -1,46 +1,57 @@
-"""Settings from the environment (names of the original context8 where it had them) and an
-optional TOML file.
+"""Settings, one way for every role: environment variables over an optional TOML file over
+defaults, into frozen msgspec Structs, validated at start.
 
-Every field is documented once, here. The file (``CONTEXT8_CONFIG``, or ``context8 --config
-FILE``) holds the same settings under the same names as the environment variables, e.g.
-``SYMBOLS = ["BTCUSDT", "ETHUSDT"]`` and ``NT_MIN_PUBLISH_MS = 50``; one name per setting
-everywhere, so the file, the environment and the docs never disagree. Precedence: command-line
-flag > environment > file > default. ``load`` validates everything at start and raises
-``ConfigError`` naming the setting at fault (and the file, when it came from there), so a bad
-deployment fails before it runs.
+A group of settings is a Struct (or dataclass) plus the variable name of each field:
+``load_group`` reads it. The node settings below are one group (``load``); a processor
+kind's parameters (``NT_<FIELD>``), where a kind starts (``NT_<KIND>_START``) and the MCP
+server's settings (``CONTEXT8_MCP_*``) are others, read by the same function. Every field is
+documented once, beside its default.
+
+The file (``CONTEXT8_CONFIG``, or ``context8 --config FILE``) holds the same settings under
+the same names as the environment, e.g. ``SYMBOLS = ["BTCUSDT", "ETHUSDT"]`` and
+``NT_MIN_PUBLISH_MS = 50``: one name per setting everywhere. Precedence: command-line flag >
+environment > file > default. A variable that is set but empty is an error, not the default
+(``SYMBOLS=`` in a script whose variable went missing would otherwise serve the default
+symbols without a word). ``check_file`` refuses a file key that no group knows, so a
+misspelled ``NT_MIN_PUBLISH_MSS`` fails the command instead of being ignored. Errors are
+``ConfigError`` naming the variable (and the file, when the value came from there).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import socket
 import tomllib
-from collections.abc import Mapping
-from typing import Annotated, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from msgspec import Meta
 
+from core.symbols import DEFAULT_VENUE, parse_symbols
+
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_SYMBOLS",
-    "DEFAULT_VENUE",
+    "NODE_SETTINGS",
     "ConfigError",
     "Settings",
-    "environ",
-    "given",
+    "check_file",
+    "env_names",
+    "is_set",
     "load",
-    "parse_symbols",
+    "load_group",
 ]
 
-DEFAULT_VENUE: Final = "BINANCE"
 DEFAULT_SYMBOLS: Final = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
 CONFIG_ENV: Final = "CONTEXT8_CONFIG"
 """The variable naming the TOML settings file (``context8 --config FILE`` sets it)."""
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}(\.[A-Z0-9_]{2,20})?$")
-
+T = TypeVar("T")
+Parser = Callable[[object], object]
 PositiveMs = Annotated[int, Meta(ge=1, le=3_600_000)]
 
 
@@ -50,8 +61,11 @@ class ConfigError(ValueError):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A node's settings (every role reads these; each uses the ones it needs)."""
+
     symbols: tuple[str, ...] = tuple(f"{s}.{DEFAULT_VENUE}" for s in DEFAULT_SYMBOLS)
-    """SYMBOLS: comma-separated venue symbols; ``BTCUSDT`` means ``BTCUSDT.BINANCE``."""
+    """SYMBOLS: comma-separated symbols; ``BTCUSDT`` means ``BTCUSDT.BINANCE``,
+    ``BTCUSDT-PERP`` the USD-M perpetual."""
     redis_url: str | None = None
     """REDIS_URL: the Redis to use; unset, the demo starts a private one."""
     node_id: str = ""
@@ -92,7 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """NT_BINANCE_WS_URL: Binance websocket base URL (without /stream); unset means live."""
 
 
-_ENV_NAMES: Final = {
+NODE_SETTINGS: Final = {
     "symbols": "SYMBOLS",
     "redis_url": "REDIS_URL",
     "node_id": "NT_NODE_ID",
@@ -112,125 +126,7 @@ _ENV_NAMES: Final = {
     "binance_http_url": "NT_BINANCE_HTTP_URL",
     "binance_ws_url": "NT_BINANCE_WS_URL",
 }
-_FIELDS: Final = {name: field for field, name in _ENV_NAMES.items()}
-_KIND_SETTING: Final = re.compile(r"NT_[A-Z0-9_]+")
-
-
-def parse_symbols(text: str, venue: str = DEFAULT_VENUE) -> tuple[str, ...]:
-    """``"btcusdt, ETHUSDT.BINANCE"`` -> ``("BTCUSDT.BINANCE", "ETHUSDT.BINANCE")``."""
-    symbols: list[str] = []
-    for raw in text.split(","):
-        name = raw.strip().upper()
-        if not name:
-            continue
-        if not _SYMBOL_RE.match(name):
-            raise ValueError(f"{raw.strip()!r} is not a symbol like BTCUSDT or BTCUSDT.BINANCE")
-        qualified = name if "." in name else f"{name}.{venue}"
-        if qualified not in symbols:
-            symbols.append(qualified)
-    if not symbols:
-        raise ValueError("no symbols given")
-    return tuple(symbols)
-
-
-def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from ``env`` (default ``os.environ``) over the file it names in
-    ``CONTEXT8_CONFIG``, then ``overrides`` (command-line flags, ``None`` meaning not given)."""
-    raw, from_file = _given(os.environ if env is None else env)
-    for field, value in overrides.items():
-        if value is not None:
-            raw[field] = value
-            from_file.pop(field, None)
-    try:
-        settings = msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as e:
-        raise ConfigError(_name_the_setting(str(e), from_file)) from None
-    retention = settings.stream_retention_sec
-    if retention and not 0 < settings.snapshot_every_sec <= retention / 2:
-        raise ConfigError(
-            f"{_where('snapshot_every_sec', from_file)}: must be between 1 and half of "
-            f"NT_STREAM_RETENTION_SEC ({retention}), or a retained window may hold no snapshot "
-            "to start a book from"
-        )
-    if not settings.node_id:
-        settings = msgspec.structs.replace(
-            settings, node_id=f"{socket.gethostname()}-{os.getpid()}"
-        )
-    return settings
-
-
-def given(env: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The names of the settings the environment or the config file sets (the rest are
-    defaults): for commands whose behaviour differs when, say, SYMBOLS was not chosen."""
-    raw, _from_file = _given(os.environ if env is None else env)
-    return frozenset(_ENV_NAMES[field] for field in raw)
-
-
-def _given(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:
-    """Field -> value from the config file with the environment over it, and field -> file
-    path for the values that came from the file (error messages name it)."""
-    path = env.get(CONFIG_ENV, "").strip()
-    raw = _read_file(path) if path else {}
-    from_file = dict.fromkeys(raw, path)
-    for field, name in _ENV_NAMES.items():
-        value = env.get(name, "").strip()
-        if value:
-            raw[field] = value
-            from_file.pop(field, None)
-    if "symbols" in raw:
-        try:
-            raw["symbols"] = _symbols(raw["symbols"])
-        except ValueError as e:
-            raise ConfigError(f"{_where('symbols', from_file)}: {e}") from None
-    if isinstance(raw.get("processor_kinds"), str):
-        raw["processor_kinds"] = tuple(
-            kind.strip() for kind in str(raw["processor_kinds"]).split(",") if kind.strip()
-        )
-    return raw, from_file
-
-
-def environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables as a processor kind reads its own settings (``NT_HEAVY_LEVELS``, ...):
-    the config file's ``NT_*`` entries that are not node settings, with the environment
-    over them. Kinds validate their settings themselves (docs/processors.md)."""
-    env = os.environ if env is None else env
-    path = env.get(CONFIG_ENV, "").strip()
-    table = _read_table(path) if path else {}
-    merged = {name: _as_variable(value) for name, value in table.items() if name not in _FIELDS}
-    return {**merged, **env}
-
-
-def _as_variable(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def _read_table(path: str) -> dict[str, object]:
-    try:
-        with open(path, "rb") as file:
-            return tomllib.load(file)
-    except OSError as e:
-        raise ConfigError(f"{CONFIG_ENV}: cannot read the config file {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-
-
-def _read_file(path: str) -> dict[str, object]:
-    """Field -> value from a TOML settings file (top-level keys named as the variables).
-    Other ``NT_*`` names are processor kinds' settings (see ``environ``)."""
-    raw: dict[str, object] = {}
-    for name, value in _read_table(path).items():
-        if name in _FIELDS:
-            raw[_FIELDS[name]] = value
-        elif not _KIND_SETTING.fullmatch(name):
-            raise ConfigError(
-                f"{name} in {path}: no such setting; settings are named as their environment "
-                f"variables: {', '.join(_FIELDS)}, or NT_* for a processor kind's settings"
-            )
-    return raw
+"""Field of ``Settings`` -> its variable."""
 
 
 def _symbols(value: object) -> tuple[str, ...]:
@@ -242,16 +138,151 @@ def _symbols(value: object) -> tuple[str, ...]:
     return parse_symbols(value)
 
 
-def _where(field: str, from_file: Mapping[str, str]) -> str:
+def _names(value: object) -> object:
+    """A comma-separated list of names (a file may give a list)."""
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return value
+
+
+_NODE_PARSERS: Final[dict[str, Parser]] = {"symbols": _symbols, "processor_kinds": _names}
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """The node's settings from ``env`` (default ``os.environ``) over the file it names in
+    ``CONTEXT8_CONFIG``, then ``overrides`` (command-line flags, ``None`` meaning not given)."""
+    settings = load_group(Settings, NODE_SETTINGS, env, overrides=overrides,
+                          parsers=_NODE_PARSERS)  # fmt: skip
+    retention = settings.stream_retention_sec
+    if retention and not 0 < settings.snapshot_every_sec <= retention / 2:
+        variable = _where("NT_SNAPSHOT_EVERY_SEC", *_config_file(env))
+        raise ConfigError(
+            f"{variable}: must be between 1 and half of NT_STREAM_RETENTION_SEC ({retention}), "
+            "or a retained window may hold no snapshot to start a book from"
+        )
+    if not settings.node_id:
+        settings = msgspec.structs.replace(
+            settings, node_id=f"{socket.gethostname()}-{os.getpid()}"
+        )
+    return settings
+
+
+def load_group(
+    cls: type[T],
+    names: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, object] | None = None,
+    parsers: Mapping[str, Parser] | None = None,
+) -> T:
+    """A ``cls`` (msgspec Struct or dataclass) from the variables ``names`` gives its fields
+    (field -> variable), as the module docstring says; ``parsers`` turn a field's raw value
+    (a string from the environment, any TOML value from the file) into what ``cls`` takes."""
+    env = os.environ if env is None else env
+    path, file_values = _config_file(env)
+    raw: dict[str, object] = {}
+    from_file: set[str] = set()
+    for field, variable in names.items():
+        if variable in file_values:
+            raw[field] = file_values[variable]
+            from_file.add(field)
+        if variable in env:
+            if not env[variable].strip():
+                raise ConfigError(f"{variable} is set but empty: give a value, or unset it")
+            raw[field] = env[variable].strip()
+            from_file.discard(field)
+    where = {field: _where(names[field], path if field in from_file else "", file_values)
+             for field in names}  # fmt: skip
+    for field, parse in (parsers or {}).items():
+        if field in raw:
+            try:
+                raw[field] = parse(raw[field])
+            except ValueError as e:
+                raise ConfigError(f"{where[field]}: {e}") from None
+    for field, value in (overrides or {}).items():
+        if value is not None:  # a flag: typed already
+            raw[field] = value
+            where[field] = names.get(field, field)
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_name_the_setting(str(e), where)) from None
+    except ValueError as e:  # a dataclass's own check (__post_init__)
+        raise ConfigError(str(e)) from None
+
+
+def env_names(cls: type, prefix: str = "NT_") -> dict[str, str]:
+    """``prefix`` + FIELD for each field of a dataclass or Struct (a kind's parameters)."""
+    fields = (
+        [f.name for f in dataclasses.fields(cls)]
+        if dataclasses.is_dataclass(cls)
+        else list(cls.__struct_fields__)
+    )
+    return {field: f"{prefix}{field.upper()}" for field in fields}
+
+
+def is_set(variable: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``variable`` was chosen, in the environment or the config file (rather than
+    left to its default): for commands that behave differently when, say, SYMBOLS was not."""
+    env = os.environ if env is None else env
+    return variable in env or variable in _config_file(env)[1]
+
+
+def check_file(known: Iterable[str], env: Mapping[str, str] | None = None) -> None:
+    """Refuse a config file (the one ``CONTEXT8_CONFIG`` names, if any) with a key that is
+    none of the ``known`` variables: every group's, the kinds' included."""
+    env = os.environ if env is None else env
+    path = env.get(CONFIG_ENV, "").strip()
+    if not path:
+        return
+    known = set(known)
+    for name in _read_table(path):
+        if name not in known:
+            close = [k for k in sorted(known) if _similar(name, k)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"{name} in {path}: no such setting{hint}; settings are named as their "
+                "environment variables (README, Configuration; docs/analytics.md for the "
+                "analytics parameters)"
+            )
+
+
+def _similar(a: str, b: str) -> bool:
+    """Names one edit apart, or one a prefix of the other (``NT_MIN_PUBLISH_MSS``)."""
+    if a.startswith(b) or b.startswith(a):
+        return abs(len(a) - len(b)) <= 2
+    if len(a) != len(b):
+        return False
+    return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+
+
+def _config_file(env: Mapping[str, str] | None) -> tuple[str, dict[str, Any]]:
+    """The config file's path and its top-level table ("" and {} without one)."""
+    env = os.environ if env is None else env
+    path = env.get(CONFIG_ENV, "").strip()
+    return (path, _read_table(path)) if path else ("", {})
+
+
+@functools.cache
+def _read_table(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as e:
+        raise ConfigError(f"{CONFIG_ENV}: cannot read the config file {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _where(variable: str, path: str, file_values: Mapping[str, object]) -> str:
     """``NT_X``, or ``NT_X in FILE`` for a value that came from a file."""
-    name = _ENV_NAMES[field]
-    return f"{name} in {from_file[field]}" if field in from_file else name
+    return f"{variable} in {path}" if path and variable in file_values else variable
 
 
-def _name_the_setting(message: str, from_file: Mapping[str, str]) -> str:
+def _name_the_setting(message: str, where: Mapping[str, str]) -> str:
     # msgspec says "... - at `$.report_period_ms`"; users know the variable, not the field.
     match = re.search(r"at `\$\.(\w+)", message)
-    if match and match.group(1) in _ENV_NAMES:
+    if match and match.group(1) in where:
         what = message.split(" - at ")[0]
-        return f"{_where(match.group(1), from_file)}: {what}"
+        return f"{where[match.group(1)]}: {what}"
     return message

@@ -41,6 +41,7 @@ import msgspec
 
 from core import settings as config
 from core.logs import log_event
+from core.symbols import parse_symbols
 from ingest.capture import CaptureWriter
 
 __all__ = [
@@ -324,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     """``context8 record``: 0 when recorded, 1 when the venue failed, 2 on bad input."""
     from context8.cli import run_until_signalled
 
-    settings = config.load(symbols=config.parse_symbols(args.symbols) if args.symbols else None)
+    settings = config.load(symbols=parse_symbols(args.symbols) if args.symbols else None)
     foreign = [s for s in settings.symbols if not s.endswith(f".{VENUE}")]
     if foreign:
         raise config.ConfigError(f"SYMBOLS: record speaks to Binance only, not {foreign}")

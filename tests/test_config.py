@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from context8.cli import build_parser, main
-from core.settings import CONFIG_ENV, ConfigError, given, load
+from core.settings import CONFIG_ENV, ConfigError, check_file, is_set, load
 
 
 def test_defaults_and_symbol_normalization():
@@ -58,14 +58,10 @@ def test_config_file_under_the_environment_under_flags(tmp_path):
     assert settings.redis_url == "redis://flag:3/0"  # a flag over both
     assert (settings.hrw_sticky_pct, settings.node_id) == (0.05, "from-file")
     assert settings.report_period_ms == 250  # default where neither says
-    assert given(env) == {
-        "SYMBOLS",
-        "NT_MIN_PUBLISH_MS",
-        "NT_HRW_STICKY_PCT",
-        "NT_NODE_ID",
-        "REDIS_URL",
-    }
-    assert "SYMBOLS" not in given({})
+    for variable in ("SYMBOLS", "NT_MIN_PUBLISH_MS", "NT_HRW_STICKY_PCT", "NT_NODE_ID"):
+        assert is_set(variable, env)
+    assert not is_set("NT_REPORT_PERIOD_MS", env)
+    assert not is_set("SYMBOLS", {})
 
 
 @pytest.mark.parametrize(
@@ -77,8 +73,6 @@ def test_config_file_under_the_environment_under_flags(tmp_path):
         ("SYMBOLS = [1, 2]\n", "SYMBOLS in {path}: "),
         ("SYMBOLS = []\n", "SYMBOLS in {path}: "),
         ("NT_SNAPSHOT_EVERY_SEC = 3000\n", "NT_SNAPSHOT_EVERY_SEC in {path}: "),
-        ('symbols = ["BTCUSDT"]\n', "symbols in {path}: no such setting"),
-        ("[NT]\nMIN_PUBLISH_MS = 5\n", "NT in {path}: no such setting"),
         ("NT_MIN_PUBLISH_MS = \n", "{path}: not valid TOML"),
     ],
 )
@@ -87,6 +81,53 @@ def test_bad_config_file_names_the_setting_and_the_file(tmp_path, text, named):
     with pytest.raises(ConfigError) as error:
         load({CONFIG_ENV: str(path)})
     assert named.format(path=path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('symbols = ["BTCUSDT"]\n', "symbols in {path}: no such setting"),
+        ("[NT]\nMIN_PUBLISH_MS = 5\n", "NT in {path}: no such setting"),
+        # a kind's setting misspelled is not a kind's setting
+        (
+            "NT_MIN_PUBLISH_MSS = 5\n",
+            "NT_MIN_PUBLISH_MSS in {path}: no such setting (did you mean NT_MIN_PUBLISH_MS?)",
+        ),
+        (
+            "NT_HEAVY_LEVEL = 5\n",
+            "NT_HEAVY_LEVEL in {path}: no such setting (did you mean NT_HEAVY_LEVELS?)",
+        ),
+    ],
+)
+def test_a_key_no_role_or_kind_reads_fails_every_command(
+    tmp_path, capsys, monkeypatch, text, named
+):
+    monkeypatch.setenv(CONFIG_ENV, "")  # recorded, so what main sets is undone after
+    path = _config(tmp_path, text)
+    with pytest.raises(ConfigError, match="no such setting"):
+        check_file(["NT_MIN_PUBLISH_MS", "NT_HEAVY_LEVELS"], {CONFIG_ENV: str(path)})
+    assert main(["--config", str(path), "schema", "--check"]) == 2
+    assert named.format(path=path) in capsys.readouterr().err
+
+
+def test_every_variable_from_the_file_is_taken_by_its_role_or_kind(tmp_path, monkeypatch):
+    """A kind's setting, a start position and an MCP setting are all known to the check,
+    and reach the kind through the one loader."""
+    from processors.analytics.kind import kind as analytics
+
+    monkeypatch.setenv(CONFIG_ENV, "")
+    path = _config(tmp_path, "NT_HEAVY_LEVELS = 7\nNT_CANDLES_START = \"live\"\n"
+                   'CONTEXT8_MCP_PORT = 9999\nNT_DEPTH_LEVELS = 5\n')  # fmt: skip
+    assert main(["--config", str(path), "schema", "--check"]) == 0
+    built = analytics(load({}), {CONFIG_ENV: str(path)})
+    assert built.variables and "NT_HEAVY_LEVELS" in built.variables
+
+
+def test_a_variable_set_but_empty_is_an_error_not_the_default():
+    with pytest.raises(ConfigError, match="SYMBOLS is set but empty"):
+        load({"SYMBOLS": ""})
+    with pytest.raises(ConfigError, match="NT_MIN_PUBLISH_MS is set but empty"):
+        load({"NT_MIN_PUBLISH_MS": " "})
 
 
 def test_a_missing_config_file_is_named(tmp_path):

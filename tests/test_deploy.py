@@ -51,7 +51,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 SIMULATOR_OVERRIDE = DEPLOY / "compose.simulator.yaml"
 IMAGE = "context8:local"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-SOURCE_DIRS = ("context8", "ingest", "processors", "coordination", "projections", "mcp")
+SOURCE_DIRS = ("core", "context8", "ingest", "processors", "coordination", "projections", "mcp")
 
 # Values for the variables the compose files require; SYMBOLS kept short for the live run.
 SECRETS = {
@@ -127,7 +127,7 @@ def flag(command: list[str], name: str) -> str:
 def env_names_read_by_code() -> set[str]:
     """Every environment variable the project reads: the settings' tables, plus each literal
     name (or module constant) read through ``os.environ``/``os.getenv``/``env.get``."""
-    names = {*config._ENV_NAMES.values(), config.CONFIG_ENV, *mcp_config.ENV_NAMES.values()}
+    names = {*config.NODE_SETTINGS.values(), config.CONFIG_ENV, *mcp_config.ENV_NAMES.values()}
     for folder in SOURCE_DIRS:
         for path in (REPO / folder).rglob("*.py"):
             tree = ast.parse(path.read_text(), str(path))

@@ -46,6 +46,7 @@ from coordination.lease import LeaseScripts
 from coordination.lease import acquire as acquire_lease
 from core import keys
 from core.events import (
+    SCHEMA_VERSION,
     BookDelta,
     BookSnapshot,
     Status,
@@ -217,7 +218,7 @@ def test_real_agg_trades_and_a_spot_trade_and_ticker(capture_path):
     msg = msgspec.json.decode(json.dumps(ticker), type=BinanceTickerMsg)
     event = normalize.ticker_event(msg.data.parse_to_binance_ticker(BTC_ID, 8))
     assert event == Ticker(
-        v=1, ts_event=1700000000002 * 1_000_000, ts_init=8, last_price="37012.34",
+        v=SCHEMA_VERSION, ts_event=1700000000002 * 1_000_000, ts_init=8, last_price="37012.34",
         open_price="37132.84", high_price="37500", low_price="36800", volume="12345.678",
         quote_volume="456789012.34", price_change_pct="-0.325", trade_count=900001,
     )  # fmt: skip
@@ -239,7 +240,7 @@ def test_nt_deltas_and_trades_rescale_exactly_and_refuse_excess_decimals():
     ])  # fmt: skip
     event = normalize.book_event(deltas, Precision(2, 8), first_update_id=70)
     assert event == BookDelta(
-        v=1, ts_event=MS, ts_init=2_000, price_precision=2, size_precision=8,
+        v=SCHEMA_VERSION, ts_event=MS, ts_init=2_000, price_precision=2, size_precision=8,
         first_update_id=70, last_update_id=77, bids=[(6500015, 1), (6499990, 0)],
         asks=[(6500020, 1234567812345678)],
     )  # fmt: skip
@@ -251,8 +252,9 @@ def test_nt_deltas_and_trades_rescale_exactly_and_refuse_excess_decimals():
     tick = TradeTick(BTC_ID, Price.from_str("0.00001234"), Quantity.from_str("1e3"),
                      AggressorSide.BUYER, TradeId("T-1"), MS + 1, 6)  # fmt: skip
     trade = normalize.trade_event(tick, Precision(8, 0))
-    assert trade == Trade(v=1, ts_event=MS, ts_init=6, price_precision=8, size_precision=0,
-                          price=1234, qty=1000, aggressor="buy", trade_id="T-1")  # fmt: skip
+    assert trade == Trade(v=SCHEMA_VERSION, ts_event=MS, ts_init=6, price_precision=8,
+                          size_precision=0, price=1234, qty=1000, aggressor="buy",
+                          trade_id="T-1")  # fmt: skip
     no_side = TradeTick(BTC_ID, Price.from_str("1"), Quantity.from_str("1"),
                         AggressorSide.NO_AGGRESSOR, TradeId("T-2"), 5, 6)  # fmt: skip
     with pytest.raises(ValueError, match="no aggressor"):
@@ -274,7 +276,7 @@ def test_snapshot_batch_empty_diff_and_status():
     gap = IngestStatus(BTC_ID, "gap", 30, 31, "lost", expected_update_id=504,
                        received_update_id=510)  # fmt: skip
     assert normalize.status_event(gap) == Status(
-        v=1, ts_event=30, ts_init=31, status="gap", detail="lost",
+        v=SCHEMA_VERSION, ts_event=30, ts_init=31, status="gap", detail="lost",
         expected_update_id=504, received_update_id=510,
     )  # fmt: skip
 

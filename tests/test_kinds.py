@@ -252,7 +252,7 @@ def test_a_new_kind_can_start_live_or_from_a_time(redis_url, start):
 
     async def scenario() -> int:
         stop = asyncio.Event()
-        node = asyncio.create_task(run_processor(settings, stop, kinds=[kind], environ=environ))
+        node = asyncio.create_task(run_processor(settings, stop, kinds=[kind], env=environ))
         deadline = time.monotonic() + 10
         while _cursor_missing(client, symbols[0]):
             assert time.monotonic() < deadline, "the candles group never appeared"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["percentile", "say", "summary"]
 
 
@@ -10,9 +12,9 @@ def say(line: str) -> None:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The ``q`` quantile (0..1) of ``values``, interpolated between the two nearest samples
+    (of 100 samples, p99 lies between the 99th and the largest, not at the largest)."""
+    return float(np.quantile(values, q))
 
 
 def summary(values: list[float]) -> str:

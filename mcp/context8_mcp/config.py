@@ -17,7 +17,7 @@ from msgspec import Meta
 
 from core.settings import ConfigError
 
-__all__ = ["ENV_NAMES", "ServerConfig", "is_loopback", "load_config"]
+__all__ = ["ENV_NAMES", "REDIS_URL_ENV", "ServerConfig", "is_loopback", "load_config"]
 
 Transport = Literal["stdio", "http"]
 
@@ -53,6 +53,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return self.timeout_ms / 1000
 
 
+REDIS_URL_ENV: Final = "CONTEXT8_MCP_REDIS_URL"
 ENV_NAMES: Final = {
     "transport": "CONTEXT8_MCP_TRANSPORT",
     "host": "CONTEXT8_MCP_HOST",
@@ -86,9 +87,7 @@ def load_config(
     env = os.environ if env is None else env
     raw: dict[str, object] = {}
     redis_url = (
-        env.get("CONTEXT8_MCP_REDIS_URL", "").strip()
-        or env.get("REDIS_URL", "").strip()
-        or fallback_redis_url
+        env.get(REDIS_URL_ENV, "").strip() or env.get("REDIS_URL", "").strip() or fallback_redis_url
     )
     if redis_url:
         raw["redis_url"] = redis_url

@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from context8_mcp.errors import InvalidInput
-from core.settings import parse_symbols
+from core.symbols import parse_symbols
 from projections.report import BookLevel, IngestionStatus, Report
 from projections.series import CANDLE_INTERVALS, Candle, HistoryPoint
 

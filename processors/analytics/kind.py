@@ -22,10 +22,10 @@ from core.events import Level, to_float
 from core.settings import Settings
 from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
 from processors.analytics.fold import AnalyticsState, fold, new_state
-from processors.analytics.params import analytics_params
+from processors.analytics.params import AnalyticsSettings
 from processors.analytics.project import build_report
 from processors.analytics.slow import SlowSections, compute_slow
-from processors.runtime.kind import Kind, ProjectionContext, int_setting
+from processors.runtime.kind import Kind, ProjectionContext, kind_settings
 from projections.overview import overview_row
 from projections.report import BookLevel, Report
 from projections.series import Heavy, HistoryPoint
@@ -38,10 +38,11 @@ _MS_PER_S = 1000
 _NS_PER_MS = 1_000_000
 
 
-def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[AnalyticsState]:
-    params = analytics_params(environ)
-    heavy_levels = int_setting(environ, "NT_HEAVY_LEVELS", 500, 1, 5000)
-    history_points = int_setting(environ, "NT_HISTORY_MINUTES", 60, 1, 7 * 24 * 60) * 60
+def kind(settings: Settings, env: Mapping[str, str]) -> Kind[AnalyticsState]:
+    own, variables = kind_settings(AnalyticsSettings, env)
+    params = own.params()
+    heavy_levels = own.heavy_levels
+    history_points = own.history_minutes * 60
     ttl_ms = settings.cache_ttl_sec * 1000
 
     def project(state: AnalyticsState, context: ProjectionContext) -> list[Write]:
@@ -65,6 +66,7 @@ def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[AnalyticsState]
         decode=lambda payload: decode_checkpoint(payload, params),
         slow=compute_slow,
         indexed=True,
+        variables=variables,
         description="order book, flow, liquidity, anomalies and health: the report",
     )
 

@@ -1,25 +1,24 @@
 """The analytics parameters: every figure's window, threshold and severity cut, with its
 default. docs/analytics.md gives each one's formula and a worked example.
 
-Each field is settable as ``NT_<FIELD NAME IN UPPER CASE>`` (``analytics_params``); a bad
-value fails at start with ``ConfigError`` naming the variable. A checkpoint written under
+Each field is settable as ``NT_<FIELD NAME IN UPPER CASE>`` (``analytics_params``, through the
+one settings loader: environment over the config file); a bad value fails at start with
+``ConfigError`` naming the variable. A checkpoint written under
 other parameters is not used (its windows would mean something else).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-import msgspec
 from msgspec import Meta
 
-from core.settings import ConfigError
+from core.settings import env_names, load_group
 
-__all__ = ["AnalyticsParams", "analytics_params", "env_name"]
+__all__ = ["AnalyticsParams", "AnalyticsSettings", "analytics_params", "env_name"]
 
 Seconds = Annotated[int, Meta(ge=1, le=86_400)]
 Levels = Annotated[int, Meta(ge=1, le=100_000)]
@@ -156,20 +155,23 @@ def env_name(field: str) -> str:
     return f"NT_{field.upper()}"
 
 
-def analytics_params(environ: Mapping[str, str]) -> AnalyticsParams:
-    """The parameters from ``NT_<FIELD>`` variables, defaults for the others; raises
-    ``ConfigError`` naming the variable at fault."""
-    raw = {}
-    for field in dataclasses.fields(AnalyticsParams):
-        value = environ.get(env_name(field.name), "").strip()
-        if value:
-            raw[field.name] = value
-    try:
-        return msgspec.convert(raw, AnalyticsParams, strict=False)
-    except msgspec.ValidationError as e:
-        message = str(e)
-        # msgspec says "... - at `$.depth_levels`"; operators know the variable.
-        match = re.search(r"(.*) - at `\$\.(\w+)`", message)
-        if match:
-            raise ConfigError(f"{env_name(match.group(2))}: {match.group(1)}") from None
-        raise ConfigError(message) from None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalyticsSettings(AnalyticsParams):
+    """The parameters, and what the analytics kind writes beside the report."""
+
+    heavy_levels: Annotated[int, Meta(ge=1, le=5000)] = 500
+    """Levels per side in ``report:{SYM}:heavy`` (MCP ``get_depth``)."""
+    history_minutes: Annotated[int, Meta(ge=1, le=7 * 24 * 60)] = 60
+    """History points kept in ``report:{SYM}:history`` (one per event-time second)."""
+
+    def params(self) -> AnalyticsParams:
+        """The parameters alone: what a checkpoint is tied to."""
+        return AnalyticsParams(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(AnalyticsParams)}
+        )
+
+
+def analytics_params(env: Mapping[str, str]) -> AnalyticsParams:
+    """The parameters from ``NT_<FIELD>`` variables (and the config file), defaults for the
+    others; raises ``ConfigError`` naming the variable at fault."""
+    return load_group(AnalyticsParams, env_names(AnalyticsParams), env)

@@ -16,13 +16,14 @@ time has passed, even with no trade since).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 
 from core import keys
 from core.events import Event, Trade
 from core.settings import Settings
-from processors.runtime.kind import Kind, ProjectionContext, int_setting
+from processors.runtime.kind import Kind, ProjectionContext, kind_settings
 from projections.series import CANDLE_INTERVALS, Candle
 from projections.writer import SeriesPoint, Write
 
@@ -249,8 +250,14 @@ def candles(state: CandlesState, interval: str, bars: list[_Bar] | None = None) 
     ]
 
 
-def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[CandlesState]:
-    keep = int_setting(environ, "NT_CANDLES_KEEP", 500, 1, 100_000)
+class CandlesSettings(msgspec.Struct, frozen=True, kw_only=True):
+    candles_keep: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
+    """NT_CANDLES_KEEP: bars kept per interval, in the state and in Redis."""
+
+
+def kind(settings: Settings, env: Mapping[str, str]) -> Kind[CandlesState]:
+    own, variables = kind_settings(CandlesSettings, env)
+    keep = own.candles_keep
     ttl_ms = settings.cache_ttl_sec * 1000
 
     def project(state: CandlesState, context: ProjectionContext) -> list[Write]:
@@ -283,5 +290,6 @@ def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[CandlesState]:
         encode=encode_state,
         decode=decode,
         published=published,
+        variables=variables,
         description="OHLCV bars at 1s, 1m and 5m from the trades",
     )

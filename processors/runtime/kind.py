@@ -8,8 +8,9 @@ consumer group on ``md:{SYM}``, lease and fencing token (role = the kind's name)
 adding one never touches ingest or the other kinds.
 
 Kinds are found through the entry-point group ``context8.processors``: each entry point names
-a factory ``(settings, environ) -> Kind`` (the node's settings, and the environment for the
-kind's own ``NT_<KIND>_...`` settings), so a separate package adds a kind by declaring, in its own
+a factory ``(settings, env) -> Kind`` (the node's settings, and the environment the kind reads
+its own settings from with ``kind_settings``: the same loader, file and precedence as every
+other setting), so a separate package adds a kind by declaring, in its own
 ``pyproject.toml``::
 
     [project.entry-points."context8.processors"]
@@ -24,13 +25,13 @@ import importlib.metadata
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
 from core.events import Event
-from core.settings import ConfigError, Settings
+from core.settings import ConfigError, Settings, env_names, load_group
+from core.times import parse_time_ms
 from projections.report import Writer
 from projections.writer import Write
 
@@ -42,16 +43,19 @@ __all__ = [
     "available_kinds",
     "decode_envelope",
     "encode_envelope",
-    "int_setting",
+    "kind_settings",
+    "known_variables",
     "load_kinds",
     "parse_start",
     "start_setting",
+    "start_variable",
 ]
 
 ENTRY_POINT_GROUP: Final = "context8.processors"
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 S = TypeVar("S")
+C = TypeVar("C")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,9 @@ class Kind(Generic[S]):
     indexed: bool = False
     """The kind's projection is the symbol's report: list the symbol in ``{reports}:index``
     (what MCP's ``list_symbols`` reads) on every publish."""
+    variables: tuple[str, ...] = ()
+    """The variables the kind reads its settings from (``kind_settings`` gives them): a
+    config file key that no kind or role knows is refused."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -103,43 +110,37 @@ class Kind(Generic[S]):
             raise ConfigError(f"processor kind name {self.name!r}: use [a-z][a-z0-9_]{{0,31}}")
 
 
-def parse_start(value: str, variable: str) -> StartAt:
+def parse_start(value: object) -> StartAt:
     """``begin``, ``live``, or a time in ms since the epoch or ISO 8601 (UTC if no zone)."""
-    text = value.strip().lower()
-    if text in ("begin", "live"):
-        return text
-    if text.isdigit():
-        return int(text)
+    text = str(value).strip()
+    if text.lower() in ("begin", "live"):
+        return text.lower()
     try:
-        moment = datetime.fromisoformat(value.strip())
+        return parse_time_ms(text)
     except ValueError:
-        raise ConfigError(
-            f"{variable}={value!r}: expected begin, live, ms since the epoch or an ISO time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        raise ValueError("expected begin, live, ms since the epoch or an ISO time") from None
 
 
-def int_setting(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """A kind's integer setting ``name`` from ``environ``, validated."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected an integer from {low} to {high}")
-    return value
+def kind_settings(cls: type[C], env: Mapping[str, str]) -> tuple[C, tuple[str, ...]]:
+    """A kind's settings ``cls`` (a dataclass or msgspec Struct with defaults), each field
+    from ``NT_<FIELD>``, and those variable names (for ``Kind.variables``)."""
+    names = env_names(cls)
+    return load_group(cls, names, env), tuple(names.values())
 
 
-def start_setting(environ: Mapping[str, str], kind_name: str, default: StartAt) -> StartAt:
-    """Where ``kind_name``'s new consumer groups start: ``NT_<KIND>_START``."""
-    variable = f"NT_{kind_name.upper()}_START"
-    raw = environ.get(variable, "").strip()
-    return parse_start(raw, variable) if raw else default
+class _Start(msgspec.Struct, frozen=True):
+    start: StartAt | None = None
+
+
+def start_variable(kind_name: str) -> str:
+    return f"NT_{kind_name.upper()}_START"
+
+
+def start_setting(env: Mapping[str, str], kind: Kind[Any]) -> StartAt:
+    """Where ``kind``'s new consumer groups start: ``NT_<KIND>_START``, else its own."""
+    names = {"start": start_variable(kind.name)}
+    given = load_group(_Start, names, env, parsers={"start": parse_start}).start
+    return kind.start if given is None else given
 
 
 def available_kinds() -> dict[str, importlib.metadata.EntryPoint]:
@@ -147,7 +148,7 @@ def available_kinds() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def load_kinds(
-    names: list[str] | tuple[str, ...], settings: Settings, environ: Mapping[str, str]
+    names: list[str] | tuple[str, ...], settings: Settings, env: Mapping[str, str]
 ) -> list[Kind[Any]]:
     """The kinds called ``names`` (every installed one when empty), built by their factories."""
     found = available_kinds()
@@ -163,13 +164,21 @@ def load_kinds(
             factory = found[name].load()
         except Exception as e:  # a broken plug-in names itself rather than a bare traceback
             raise ConfigError(f"processor kind {name!r} failed to load: {e!r}") from e
-        kind = factory(settings, environ)
+        kind = factory(settings, env)
         if not isinstance(kind, Kind) or kind.name != name:
             raise ConfigError(
                 f"processor kind {name!r}: its factory must return a Kind named {name!r}"
             )
         kinds.append(kind)
     return kinds
+
+
+def known_variables(settings: Settings, env: Mapping[str, str]) -> set[str]:
+    """Every variable an installed kind reads (building each validates its settings)."""
+    known = set()
+    for kind in load_kinds((), settings, env):
+        known.update((*kind.variables, start_variable(kind.name)))
+    return known
 
 
 class _Envelope(msgspec.Struct, array_like=True, frozen=True):

@@ -35,7 +35,6 @@ from coordination.membership import (
     next_beat_s,
 )
 from core import keys, metrics
-from core import settings as config
 from core.logs import log_event, set_log_context
 from core.redis_client import AnyAsyncRedis, connect, get_many_async
 from core.settings import ConfigError, Settings
@@ -64,7 +63,7 @@ async def run_processor(
     stop: asyncio.Event,
     *,
     kinds: list[Kind[Any]] | None = None,
-    environ: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     metrics_url: str = "",
 ) -> None:
     """Be a member of the processor fleet for ``kinds`` (default: those of
@@ -72,9 +71,9 @@ async def run_processor(
     gracefully."""
     if settings.redis_url is None:
         raise ConfigError("REDIS_URL: the processor needs the Redis holding md:{SYM}")
-    environ = config.environ() if environ is None else environ
+    env = os.environ if env is None else env
     if kinds is None:
-        kinds = load_kinds(settings.processor_kinds, settings, environ)
+        kinds = load_kinds(settings.processor_kinds, settings, env)
     set_log_context(node_id=settings.node_id, role=ROLE)
     for kind in kinds:
         metrics.count_from_zero(kind.name)
@@ -93,7 +92,7 @@ async def run_processor(
                 leases,
                 projections,
                 kind,
-                start_setting(environ, kind.name, kind.start),
+                start_setting(env, kind),
                 released,
                 successors,
             )
