@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from core import keys, lua
+from core.redis_client import AnyAsyncRedis, Command
 
 __all__ = [
     "RELEASED_CHANNEL",
@@ -29,6 +30,7 @@ __all__ = [
     "is_stale",
     "release",
     "renew",
+    "renew_command",
     "withdraw",
 ]
 
@@ -70,12 +72,16 @@ class Held:
 class LeaseScripts:
     """The lease scripts registered on one client (loaded once, EVALSHA afterwards)."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: AnyAsyncRedis) -> None:
         self.client = client
         self.acquire = lua.register(client, "lease_acquire")
         self.renew = lua.register(client, "lease_renew")
         self.release = lua.register(client, "lease_release")
         self.withdraw = lua.register(client, "lease_withdraw")
+
+    @property
+    def all(self) -> tuple[AsyncScript, ...]:
+        return (self.acquire, self.renew, self.release, self.withdraw)
 
 
 def _lease_keys(role: str, symbol: str) -> list[str]:
@@ -108,6 +114,11 @@ async def acquire(
     if not token:
         return Held(ttl_ms=int(left_ms))
     return Lease(role=role, symbol=symbol, node_id=node_id, token=int(token))
+
+
+def renew_command(scripts: LeaseScripts, lease: Lease, ttl_ms: int) -> Command:
+    """``renew`` as a batch command (``core.lua.run_batch``); its result is 1 when renewed."""
+    return lua.evalsha(scripts.renew, lease.fence_keys, [*lease.fence_args, ttl_ms])
 
 
 async def renew(scripts: LeaseScripts, tenure: Lease, ttl_ms: int) -> bool:

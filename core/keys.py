@@ -3,14 +3,18 @@ symbol's keys share a Redis Cluster slot and one Lua script may touch them toget
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
+    "APPENDED_CHANNEL",
     "INDEX_KEY",
     "INDEX_WRITERS_KEY",
     "NODES_SEEN_KEY",
     "OVERVIEW_KEY",
     "REPORT_UPDATED_CHANNEL",
+    "appended_message",
+    "appended_symbols",
     "candles_key",
     "checkpoint_key",
     "dead_letter_key",
@@ -32,6 +36,10 @@ OVERVIEW_KEY: Final = "{reports}:overview"
 """Symbol -> its row of the market overview (projections/overview.py)."""
 REPORT_UPDATED_CHANNEL: Final = "nt:report_updated"
 """Pub/sub: an instrument id, published with every new report of it."""
+APPENDED_CHANNEL: Final = "nt:appended"
+"""Pub/sub: the instrument ids whose streams one ingest flush appended to
+(``appended_message``), so processors read just those. Whatever appends to ``md:{SYM}``
+announces it here; an append nobody announces is read within a fast cycle."""
 NODES_SEEN_KEY: Final = "nt:nodes_seen"
 
 
@@ -88,3 +96,12 @@ def successor_key(role: str, symbol: str) -> str:
 
 def node_key(node_id: str) -> str:
     return f"nt:node:{node_id}"
+
+
+def appended_message(symbols: Iterable[str]) -> str:
+    """The ``APPENDED_CHANNEL`` message naming ``symbols``."""
+    return " ".join(symbols)
+
+
+def appended_symbols(message: bytes) -> list[str]:
+    return message.decode().split()

@@ -26,6 +26,7 @@ __all__ = [
     "HRW_REBALANCES",
     "LEASE_CONFLICTS",
     "NODE_HEARTBEAT",
+    "PUBLISH_INTERVAL_MS",
     "PUBLISH_LATENCY_MS",
     "REDIS_ERRORS",
     "REPORTS_PUBLISHED",
@@ -82,6 +83,12 @@ CONSUMER_LAG = Gauge(
 )
 WS_RESUBSCRIBE = Counter(
     "nt_ws_resubscribe_total", "Venue book rebuilds (snapshot + resubscribe) by cause", ["reason"]
+)
+PUBLISH_INTERVAL_MS = Gauge(
+    "nt_publish_interval_ms",
+    "Effective publish pacing of a kind on this node (adaptive coalescing): cycle=event, the "
+    "least time between two publishes of a symbol; cycle=fast, the most",
+    ["kind", "cycle"],
 )
 PUBLISH_LATENCY_MS = Histogram(
     "nt_event_to_report_ms",

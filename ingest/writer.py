@@ -303,9 +303,12 @@ class StreamWriter:
                     *tenure.fence_args, ENTRY_FIELD, minid, *(gap if item.dropped else ()),
                     *item.events)  # fmt: skip
             commands.append(("evalsha", args, {}))
+        # processors read just the streams a flush appended to (processors/runtime/follower.py)
+        appended = keys.appended_message(item.tenure.symbol for item in batch)
+        commands.append(("publish", (keys.APPENDED_CHANNEL, appended), {}))
         self.stats.flushes += 1
         try:
-            results = await redis_batch(self.client, commands)
+            results = (await redis_batch(self.client, commands))[: len(batch)]
         except (RedisError, OSError) as e:  # OSError covers TimeoutError
             metrics.REDIS_ERRORS.labels("ingest").inc()
             _log(logging.WARNING, "flush_failed", None, error=repr(e), symbols=len(batch))

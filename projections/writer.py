@@ -2,11 +2,9 @@
 checkpoint, and the symbol index.
 
 ``write_commands`` gives the commands of a publish, which the caller sends with the group
-cursor and dead letters in one batch (``core.redis_client.batch``: one round trip). The
-scripts are plain EVALSHA: redis-py's ``Script`` in a pipeline would first ask SCRIPT EXISTS,
-a second round trip per publish. So the caller loads them (``ProjectionScripts.load``) and, on
-``NoScriptError`` in the results (a restarted Redis), loads them again and retries.
-``raise_refusals`` turns a refused write into ``StaleLeaseError``.
+cursor and dead letters in one batch (``core.lua.run_batch``: one round trip, the scripts
+loaded again on NOSCRIPT). ``raise_refusals`` turns a refused write into
+``StaleLeaseError``.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from coordination.lease import Lease, StaleLeaseError, is_stale
@@ -70,9 +69,12 @@ class ProjectionScripts:
         self.fenced_write = lua.register(client, "fenced_write")
         self.index_update = lua.register(client, "index_update")
 
+    @property
+    def all(self) -> tuple[AsyncScript, ...]:
+        return (self.fenced_write, self.index_update)
+
     async def load(self) -> None:
-        for script in (self.fenced_write, self.index_update):
-            await self.client.script_load(script.script)
+        await lua.load(self.client, self.all)
 
 
 def write_commands(
@@ -97,22 +99,21 @@ def write_commands(
             args += ["S", write.ttl_ms, write.value, "", "", ""]
         else:
             args += ["Z", write.ttl_ms, write.member, write.score, write.replace_from, write.keep]
-    fence = [*tenure.fence_keys, *targets]
-    commands: list[Command] = [
-        ("evalsha", (scripts.fenced_write.sha, len(fence), *fence, *tenure.fence_args, *args), {})
+    commands = [
+        lua.evalsha(
+            scripts.fenced_write, [*tenure.fence_keys, *targets], [*tenure.fence_args, *args]
+        )
     ]
     if indexed_at_ms is not None:
         index = [keys.INDEX_KEY, keys.INDEX_WRITERS_KEY, keys.OVERVIEW_KEY]
-        commands.append(
-            ("evalsha", (scripts.index_update.sha, len(index), *index, tenure.symbol,
-                         tenure.token, indexed_at_ms, row, keys.REPORT_UPDATED_CHANNEL), {})
-        )  # fmt: skip
+        index_args = [tenure.symbol, tenure.token, indexed_at_ms, row, keys.REPORT_UPDATED_CHANNEL]
+        commands.append(lua.evalsha(scripts.index_update, index, index_args))
     return commands
 
 
 def raise_refusals(results: Sequence[object]) -> None:
-    """Raise the first error of a pipeline executed with ``raise_on_error=False``:
-    ``StaleLeaseError`` for a fencing refusal, ``NoScriptError`` to reload, else the error."""
+    """Raise the first error of a batch's results: ``StaleLeaseError`` for a fencing
+    refusal, else the error."""
     for result in results:
         if isinstance(result, ResponseError) and is_stale(result):
             raise StaleLeaseError(str(result)) from result

@@ -11,9 +11,11 @@ from coordination.lease import RELEASED_CHANNEL, SUCCESSOR_CHANNEL, LeaseScripts
 from core import keys, lua
 from core import settings as config
 from core.events import ENTRY_FIELD, SCHEMA_VERSION, BookSnapshot, Trade, encode_event
+from processors.runtime.context import HandOff, KindContext
+from processors.runtime.follower import Follower
 from processors.runtime.kind import load_kinds
 from processors.runtime.node import _listen
-from processors.runtime.tenure import HandOff, KindContext, hold_symbol
+from processors.runtime.tenure import hold_symbol
 from projections.writer import ProjectionScripts
 
 SYMBOL = "ETHUSDT.BINANCE"
@@ -44,6 +46,7 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
             payloads = map(encode_event, events)
             await append(keys=[*feed.fence_keys, keys.stream_key(SYMBOL)],
                          args=[*feed.fence_args, ENTRY_FIELD, 0, *payloads])  # fmt: skip
+            await client.publish(keys.APPENDED_CHANNEL, keys.appended_message([SYMBOL]))
 
         async def trade() -> None:
             nonlocal trades
@@ -56,14 +59,22 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
         released, successors = {}, {}
         channels = {RELEASED_CHANNEL: released, SUCCESSOR_CHANNEL: successors}
         listened = asyncio.Event()
-        listener = asyncio.create_task(_listen(client, asyncio.Event(), channels, listened))
+        followers: list[Follower] = []
+        listener = asyncio.create_task(
+            _listen(client, asyncio.Event(), channels, followers, listened)
+        )
+        following = []
 
         def node(node_id: str, **environ: str) -> KindContext:
             settings = config.load(environ, redis_url=redis_url, symbols=(SYMBOL,),
                                    node_id=node_id)  # fmt: skip
             (kind,) = load_kinds(["analytics"], settings, {})
-            return KindContext(settings, client, LeaseScripts(client), ProjectionScripts(client),
-                            kind, "begin", released, successors)  # fmt: skip
+            ctx = KindContext(settings, client, LeaseScripts(client), ProjectionScripts(client),
+                              kind, "begin", released, successors)  # fmt: skip
+            ctx.follower = Follower(ctx)
+            followers.append(ctx.follower)
+            following.append(asyncio.create_task(ctx.follower.run()))
+            return ctx
 
         # the successor publishes once, then not for 10 s: the report seen is its first
         old, new = node("old"), node("new", NT_MIN_PUBLISH_MS="10000", NT_REPORT_PERIOD_MS="10000")
@@ -111,7 +122,9 @@ def test_the_holder_publishes_until_its_successor_is_ready_then_hands_off(redis_
             old_handoff.ask(0.0)
             new_handoff.ask(0.0)
             listened.set()
-            await asyncio.wait({listener}, timeout=5)
+            for follower in followers:
+                follower.close()
+            await asyncio.wait({listener, *following}, timeout=5)
             await client.aclose()
 
     asyncio.run(scenario())

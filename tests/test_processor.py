@@ -34,6 +34,7 @@ async def _append(client: Redis, events, *raw: bytes) -> None:
     payloads = [encode_event(e) for e in events] + list(raw)
     await script(keys=[*tenure.fence_keys, keys.stream_key(SYMBOL)],
                  args=[*tenure.fence_args, ENTRY_FIELD, 0, *payloads])  # fmt: skip
+    await client.publish(keys.APPENDED_CHANNEL, keys.appended_message([SYMBOL]))
 
 
 async def _wait_report(client: Redis, predicate, timeout_s: float = 5.0) -> dict:

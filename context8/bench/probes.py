@@ -60,6 +60,7 @@ class Feeder(threading.Thread):
                   keys.fence_key("ingest", symbol), keys.stream_key(symbol)],
             args=["feeder", self.tokens[symbol], ENTRY_FIELD, 0, *map(encode_event, events)],
         )  # fmt: skip
+        self.client.publish(keys.APPENDED_CHANNEL, keys.appended_message([symbol]))
 
     def _trade(self, ts_ns: int) -> Trade:
         self.trades += 1

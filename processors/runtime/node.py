@@ -38,8 +38,10 @@ from core import keys, metrics
 from core.logs import log_event, set_log_context
 from core.redis_client import AnyAsyncRedis, connect, get_many_async
 from core.settings import ConfigError, Settings
+from processors.runtime.context import HandOff, KindContext, wait_any
+from processors.runtime.follower import Follower
 from processors.runtime.kind import Kind, load_kinds, start_setting
-from processors.runtime.tenure import HandOff, KindContext, hold_symbol, wait_any
+from processors.runtime.tenure import hold_symbol
 from projections.writer import ProjectionScripts
 
 __all__ = ["ROLE", "run_processor"]
@@ -84,21 +86,13 @@ async def run_processor(
     # lease keys are per kind: one map of each for all kinds
     released: dict[str, asyncio.Event] = {}
     successors: dict[str, asyncio.Event] = {}
-    kind_tenures = [
-        KindTenures(
-            KindContext(
-                settings,
-                client,
-                leases,
-                projections,
-                kind,
-                start_setting(env, kind),
-                released,
-                successors,
-            )
-        )
-        for kind in kinds
-    ]
+    kind_tenures = []
+    for kind in kinds:
+        ctx = KindContext(settings, client, leases, projections, kind, start_setting(env, kind),
+                          released, successors)  # fmt: skip
+        ctx.follower = Follower(ctx)
+        kind_tenures.append(KindTenures(ctx))
+    followers = [t.ctx.follower for t in kind_tenures if t.ctx.follower is not None]
     info = NodeInfo(
         node_id=settings.node_id,
         role=ROLE,
@@ -110,9 +104,9 @@ async def run_processor(
         started_ms=time.time_ns() // 1_000_000,
     )
     wake, left = asyncio.Event(), asyncio.Event()
-    listener = asyncio.create_task(
-        _listen(client, wake, {RELEASED_CHANNEL: released, SUCCESSOR_CHANNEL: successors}, left)
-    )
+    waiting = {RELEASED_CHANNEL: released, SUCCESSOR_CHANNEL: successors}
+    listener = asyncio.create_task(_listen(client, wake, waiting, followers, left))
+    following = [asyncio.create_task(follower.run()) for follower in followers]
     try:
         await projections.load()
         await _coordinate(client, settings, info, kind_tenures, wake, stop)
@@ -126,9 +120,14 @@ async def run_processor(
             remaining = await live_nodes(client, ROLE, await _redis_ms(client))
             for tenures in kind_tenures:
                 tenures.elsewhere = _configured_elsewhere(
-                    remaining, tenures.node.kind.name, settings.node_id
+                    remaining, tenures.ctx.kind.name, settings.node_id
                 )
         handed_off = await asyncio.gather(*(t.hand_off_all() for t in kind_tenures))
+        for follower in followers:
+            follower.close()
+        _done, late = await asyncio.wait(following, timeout=_HANDOFF_TIMEOUT_S)
+        for task in late:
+            task.cancel()
         log_event(log, "node_left", symbols=sum(handed_off))
         left.set()  # a flag as well: redis-py may swallow a cancellation inside a read
         listener.cancel()
@@ -140,8 +139,8 @@ class KindTenures:
     """The node's tenure tasks: started per symbol, stopped by a hand-off request (never by
     cancellation), and kept while they hand off so a symbol is never held twice."""
 
-    def __init__(self, node: KindContext) -> None:
-        self.node = node
+    def __init__(self, ctx: KindContext) -> None:
+        self.ctx = ctx
         self.running: dict[str, tuple[asyncio.Task[None], HandOff]] = {}
         self.stopping: dict[asyncio.Task[None], tuple[str, float]] = {}
         """Tenures handing off -> (symbol, when asked)."""
@@ -162,22 +161,22 @@ class KindTenures:
         # Not started again while its previous tenure (holding or still waiting) is ending:
         # two tenures of one symbol would share its lease and its lease's announcements.
         ending = {symbol for symbol, _asked in self.stopping.values()}
-        ending |= self.node.held_since.keys() - self.running.keys()
+        ending |= self.ctx.held_since.keys() - self.running.keys()
         for symbol in want - self.running.keys() - ending:
             if self.failed_until.get(symbol, 0.0) > now:
                 continue
             self.failed_until.pop(symbol, None)
             handoff = HandOff()
-            task = asyncio.create_task(hold_symbol(self.node, symbol, handoff))
+            task = asyncio.create_task(hold_symbol(self.ctx, symbol, handoff))
             self.running[symbol] = (task, handoff)
-            log_event(log, "assigned", symbol=symbol, kind=self.node.kind.name)
+            log_event(log, "assigned", symbol=symbol, kind=self.ctx.kind.name)
         for symbol in give_up & self.running.keys():
-            if symbol in self.node.held_since:
-                metrics.HRW_REBALANCES.labels(self.node.kind.name).inc()
+            if symbol in self.ctx.held_since:
+                metrics.HRW_REBALANCES.labels(self.ctx.kind.name).inc()
             task, handoff = self.running.pop(symbol)
             handoff.ask(successor_wait_s=_SUCCESSOR_WAIT_S)  # the plan gave it to a live node
             self.stopping[task] = (symbol, time.monotonic())
-            log_event(log, "unassigned", symbol=symbol, kind=self.node.kind.name)
+            log_event(log, "unassigned", symbol=symbol, kind=self.ctx.kind.name)
 
     async def hand_off_all(self) -> int:
         for symbol, (_task, handoff) in self.running.items():
@@ -207,7 +206,7 @@ class KindTenures:
             return False
         error = task.exception()
         log_event(log, "tenure_failed", repr(error), level=logging.ERROR, symbol=symbol,
-                  kind=self.node.kind.name, exc_info=error)  # fmt: skip
+                  kind=self.ctx.kind.name, exc_info=error)  # fmt: skip
         return True
 
 
@@ -261,8 +260,8 @@ async def _assign(
     now: float,
 ) -> None:
     """One kind's plan for this node over the live processor nodes ``fleet``, applied."""
-    node = tenures.node
-    kind = node.kind.name
+    ctx = tenures.ctx
+    kind = ctx.kind.name
     nodes = [n for n in fleet if kind in n.kinds]
     tenures.elsewhere = _configured_elsewhere(fleet, kind, settings.node_id)
     every_symbol = sorted({s for n in nodes for s in n.symbols} | set(settings.symbols))
@@ -272,7 +271,7 @@ async def _assign(
         symbols=settings.symbols,
         nodes=[n for n in nodes if n.node_id != settings.node_id] + [info],
         holders=holders,
-        held_since=node.held_since,
+        held_since=ctx.held_since,
         now=now,
         min_hold_s=settings.min_hold_ms / 1000,
         sticky_pct=settings.hrw_sticky_pct,
@@ -307,7 +306,7 @@ def _awaiting(task: asyncio.Task[None]) -> list[str]:
 
 
 def _with_owned(info: NodeInfo, kind_tenures: list[KindTenures]) -> NodeInfo:
-    owned_by_kind = {t.node.kind.name: sorted(t.node.held_since) for t in kind_tenures}
+    owned_by_kind = {t.ctx.kind.name: sorted(t.ctx.held_since) for t in kind_tenures}
     owned = sorted({symbol for symbols in owned_by_kind.values() for symbol in symbols})
     return msgspec.structs.replace(info, owned=owned, owned_by_kind=owned_by_kind)
 
@@ -321,15 +320,17 @@ async def _listen(
     client: AnyAsyncRedis,
     wake: asyncio.Event,
     waiting: dict[str, dict[str, asyncio.Event]],
+    followers: list[Follower],
     done: asyncio.Event,
 ) -> None:
-    """Until ``done``: wake the coordinator when a node leaves, and a tenure waiting on a lease
-    key (by the channel announcing it: released, successor ready) when it is announced,
-    instead of at their next poll."""
+    """Until ``done``: wake the coordinator when a node leaves, a tenure waiting on a lease
+    key (by the channel announcing it: released, successor ready) when it is announced, and
+    the followers when ingest appended to streams they follow, instead of at their next
+    poll."""
     while not done.is_set():
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(MEMBERSHIP_CHANNEL, *waiting)
+                await pubsub.subscribe(MEMBERSHIP_CHANNEL, keys.APPENDED_CHANNEL, *waiting)
                 while not done.is_set():
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=_LISTEN_TIMEOUT_S
@@ -337,7 +338,11 @@ async def _listen(
                     if message is None:
                         continue
                     channel = message["channel"].decode()
-                    if channel == MEMBERSHIP_CHANNEL:
+                    if channel == keys.APPENDED_CHANNEL:
+                        symbols = keys.appended_symbols(message["data"])
+                        for follower in followers:
+                            follower.notify(symbols)
+                    elif channel == MEMBERSHIP_CHANNEL:
                         wake.set()
                     elif (event := waiting[channel].get(message["data"].decode())) is not None:
                         event.set()
