@@ -1,12 +1,12 @@
 """Times people give on the command line and in settings: milliseconds since the epoch, or
 ISO 8601. One parser, exact to the millisecond (sub-millisecond digits are cut, never
-rounded up into the next millisecond)."""
+rounded up into the next millisecond), and the one format reports write times in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["parse_time_ms"]
+__all__ = ["iso_ms", "parse_time_ms"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -28,3 +28,8 @@ def parse_time_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _MS
+
+
+def iso_ms(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC to the millisecond."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -42,7 +42,7 @@ __all__ = [
     "schema_text",
 ]
 
-REPORT_SCHEMA_VERSION: Final = "1.3"
+REPORT_SCHEMA_VERSION: Final = "1.4"
 SCHEMA_PATH: Final = Path(__file__).with_name("report.schema.json")
 
 IngestionStatus = Literal["ok", "degraded", "down"]
@@ -173,6 +173,9 @@ class Liquidity(_Model):
     """P10 of the recent level quantities: a level below it is thin."""
     observations: int = 0
     """Level quantities in the window the thresholds come from."""
+    as_of: str | None = None
+    """The venue time (ISO 8601) of the book the section was computed from, every slow
+    cycle; walls and vacuums the book has since lost are left out of each report."""
 
 
 class Anomaly(_Model):
@@ -213,6 +216,12 @@ class Stream(_Model):
     slow_last_id: str | None = None
     """The entry the slow sections (liquidity, anomalies, the anomaly penalty) were computed
     at: they are refreshed every slow cycle (2 s), the rest with every publish."""
+    slow_event_ts_ms: int | None = None
+    """The venue time the slow sections stand at (``last_event_ts_ms`` of that entry)."""
+    repeated_trades: int = 0
+    """Trades not folded because the same trade (id and venue time) was folded seconds
+    before: seen around an ingest hand-over. Growing while trades arrive means trades are
+    being dropped."""
 
 
 class Report(_Model, kw_only=True):

@@ -74,7 +74,7 @@ class Oracle:
         ] = []  # is_bid, price, end, placed, cancelled
         self.ice: dict[bool, dict[int, list[int]]] = {True: {}, False: {}}
         self.book_ts = 0
-        self.last_trade_id = -1
+        self.trades_seen: set[tuple[int, str]] = set()
 
     def sorted_side(self, is_bid: bool) -> list[tuple[int, int]]:
         side = self.bids if is_bid else self.asks
@@ -90,9 +90,9 @@ class Oracle:
 
     def fold(self, e) -> None:
         if isinstance(e, Trade):
-            if int(e.trade_id) <= self.last_trade_id:
+            if (e.ts_event, e.trade_id) in self.trades_seen:
                 return
-            self.last_trade_id = int(e.trade_id)
+            self.trades_seen.add((e.ts_event, e.trade_id))
         self.clock = max(self.clock, e.ts_event)
         self.events.append((e.ts_event, isinstance(e, Trade)))
         match e:

@@ -23,35 +23,40 @@ SETTINGS = config.load({})
 
 @st.composite
 def tapes(draw) -> list:
-    """Trades (some repeated, as a retried append repeats them) and book events, in venue
-    order, over up to 15 minutes; prices and sizes at 2 and 3 decimals."""
+    """Trades (some repeated, as an ingest hand-over repeats them; some with ids counted
+    again from 1, as a restarted venue or simulator does) and book events, in venue order,
+    over up to 15 minutes; prices and sizes at 2 and 3 decimals."""
     events: list = []
     t = T0_MS + draw(st.integers(0, 300_000))
     trade_id = 0
+    last_trade = None
     for _ in range(draw(st.integers(0, 120))):
+        if last_trade is not None and draw(st.integers(0, 9)) == 0:
+            events.append(last_trade)  # the same trade again
+            continue
         t += draw(st.sampled_from([0, 1, 250, 999, 1000, 4000, 61_000, 299_000]))
         ns = t * 1_000_000
         if draw(st.integers(0, 4)) == 0:
             events.append(BookDelta(V, ns, ns, 2, 3, 1, 1, [(100, 1)], []))
             continue
-        if not (trade_id and draw(st.integers(0, 9)) == 0):  # else the same trade again
-            trade_id += 1
+        trade_id = 1 if draw(st.integers(0, 19)) == 0 else trade_id + 1
         price, qty = draw(st.integers(1, 10**7)), draw(st.integers(1, 10**6))
         side = draw(st.sampled_from(["buy", "sell"]))
-        events.append(Trade(V, ns, ns, 2, 3, price, qty, side, str(trade_id)))
+        last_trade = Trade(V, ns, ns, 2, 3, price, qty, side, str(trade_id))
+        events.append(last_trade)
     return events
 
 
 def brute_force(events: list, interval: str, keep: int) -> list[Candle]:
     length = CANDLE_INTERVALS[interval]
     trades: dict[int, list[Trade]] = defaultdict(list)
-    seen: set[str] = set()
+    seen: set[tuple[int, str]] = set()
     clock = 0
     for event in events:
         ts = event.ts_event // 1_000_000
         clock = max(clock, ts)
-        if isinstance(event, Trade) and event.trade_id not in seen:
-            seen.add(event.trade_id)
+        if isinstance(event, Trade) and (event.ts_event, event.trade_id) not in seen:
+            seen.add((event.ts_event, event.trade_id))
             trades[ts - ts % length].append(event)
     bars = []
     for open_ms in sorted(trades)[-keep:]:

@@ -129,3 +129,33 @@ def test_checkpoints_stay_within_64_bits_however_long_the_run():
     restored = decode_checkpoint(encode_checkpoint(state), state.params)
     assert restored is not None
     assert restored.flow.totals(restored.clock_ns) == state.flow.totals(state.clock_ns) == (0, 5)
+
+
+def test_trades_after_a_restart_that_reuses_ids_are_counted_and_repeats_are_not():
+    """A restarted venue (or simulator) numbers its trades from 1 again: those trades are new.
+    The same trade twice (same id, same venue time: an ingest hand-over) is folded once."""
+    state = new_state()
+    fold(state, snap(1 * S, 10, [(9990, 5)], [(10010, 5)]), "1-0")
+    for n in range(1, 6):
+        fold(state, Trade(V, n * S, n * S, 2, 3, 10000, 1, "buy", str(n)), f"{n + 1}-0")
+    fold(state, Trade(V, 5 * S, 5 * S, 2, 3, 10000, 1, "buy", "5"), "7-0")  # repeated
+    assert state.recent_trades.repeats == 1
+    assert state.rate.totals(state.clock_ns)[1] == 5
+    restarted = 100 * S
+    for n in range(1, 4):
+        at = restarted + n * S
+        fold(state, Trade(V, at, at, 2, 3, 10005, 2, "sell", str(n)), f"{10 + n}-0")
+    assert state.last_trade.price == 10005 and state.last_trade.trade_id == "3"
+    assert state.rate.totals(state.clock_ns)[1] == 3  # only the restarted run is in the window
+    assert state.recent_trades.repeats == 1
+    # an id too large for any integer type is an id like any other
+    fold(state, Trade(V, restarted + 5 * S, restarted + 5 * S, 2, 3, 10006, 1, "buy", "9" * 40),
+         "20-0")  # fmt: skip
+    fold(state, Trade(V, restarted + 6 * S, restarted + 6 * S, 2, 3, 10007, 1, "buy", "4"),
+         "21-0")  # fmt: skip
+    assert state.last_trade.price == 10007
+    restored = decode_checkpoint(encode_checkpoint(state), state.params)
+    assert restored is not None and restored.recent_trades.kept() == state.recent_trades.kept()
+    fold(restored, Trade(V, restarted + 6 * S, restarted + 6 * S, 2, 3, 10007, 1, "buy", "4"),
+         "22-0")  # fmt: skip
+    assert restored.recent_trades.repeats == 2  # the checkpoint remembers what it folded

@@ -8,9 +8,10 @@ import msgspec
 import pytest
 
 from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Trade
+from core.times import iso_ms
 from processors.analytics.checkpoint import encode_checkpoint
 from processors.analytics.fold import AnalyticsParams, fold, new_state
-from processors.analytics.liquidity import find_vacuums, find_walls, thresholds
+from processors.analytics.liquidity import find_vacuums, find_walls, fmt_price, thresholds
 from processors.analytics.profile import value_area
 from processors.analytics.project import build_report
 from processors.analytics.slow import compute_slow
@@ -78,7 +79,7 @@ def test_thresholds_walls_and_vacuums_of_the_worked_example():
     assert limits is not None
     assert (limits.wall, limits.thin, limits.large_qty) == (28_500, 2000, 28_500)
     bids = [(px("64,000.00"), qty(64)), (px("63,999.90"), qty(30)), (px("63,999.80"), qty(90))]
-    walls = find_walls("bid", bids, limits, P, 2, 3)
+    walls = [wall for wall, _ in find_walls("bid", bids, limits, P, 2, 3)]
     assert [(w.qty, w.multiple, w.severity) for w in walls] == [
         (64.0, 2.25, "medium"),
         (30.0, 1.05, "low"),
@@ -92,7 +93,8 @@ def test_thresholds_walls_and_vacuums_of_the_worked_example():
         (px("64,000.80"), qty(0.5)),
         (px("64,000.90"), qty(3)),
     ]
-    (vacuum,) = find_vacuums("ask", asks, limits, P, 2, 3)
+    ((vacuum, start),) = find_vacuums("ask", asks, limits, P, 2, 3)
+    assert start == px("64,000.60")
     assert (vacuum.from_price, vacuum.to_price, vacuum.levels, vacuum.severity) == (
         64000.6,
         64000.8,
@@ -112,7 +114,7 @@ def test_vacuum_severity_by_run_length(run, severity):
     limits = thresholds(window, P)
     assert limits is not None
     levels = [(1000, 5)] + [(1001 + i, 1) for i in range(run)] + [(2000, 5)]
-    vacuums = find_vacuums("bid", levels, limits, P, 2, 3)
+    vacuums = [vacuum for vacuum, _ in find_vacuums("bid", levels, limits, P, 2, 3)]
     assert [v.severity for v in vacuums] == ([severity] if severity else [])
 
 
@@ -140,6 +142,32 @@ def test_walls_from_the_fold():
     assert [(w.side, w.price, w.severity) for w in slow.liquidity.walls] == [
         ("bid", 63999.95, "medium")
     ]
+
+
+def test_a_report_never_shows_a_wall_or_vacuum_the_book_has_lost_since_the_slow_cycle():
+    tape = example_book()
+    thin = [(px("64,000.60") + 10 * i, qty(0.5)) for i in range(3)]
+    tape.delta(0.5, bids=[(px("63,999.95"), qty(64))], asks=thin)
+    slow = compute_slow(tape.state)
+    writer = Writer(nodeId="n", writerToken=1)
+
+    def report():
+        return build_report(tape.state, instrument_id="X.BINANCE", writer=writer,
+                            now_ms=T0 // MS + 1000, slow=slow)  # fmt: skip
+
+    assert [w.price for w in report().liquidity.walls] == [63999.95]
+    assert [(v.side, v.from_price) for v in report().liquidity.vacuums] == [("ask", 64000.6)]
+    assert report().liquidity.as_of == iso_ms(T0 // MS + 500)
+    assert report().stream.slow_event_ts_ms == T0 // MS + 500
+    # the fast cycle moves on before the next slow one: the wall is pulled, and the asks
+    # are taken up to above where the vacuum was
+    tape.delta(0.6, bids=[(px("63,999.95"), 0)])
+    assert report().liquidity.walls == []
+    assert len(report().liquidity.vacuums) == 1
+    tape.delta(0.7, asks=[(px("64,000.50") + 10 * i, 0) for i in range(10)]
+               + [(px("64,002.00"), qty(12))])  # fmt: skip
+    assert report().liquidity.vacuums == []
+    assert len(slow.liquidity.vacuums) == 1  # the slow sections themselves are unchanged
 
 
 def test_volume_profile_of_the_worked_example():
@@ -227,8 +255,9 @@ def test_iceberg_of_the_worked_example():
         64000.5,
         "low",
     )
+    # every price of the example is a whole tenth: the tick the data shows is 0.1
     assert iceberg.note == (
-        "ask iceberg at 64,000.50: 6 fills traded 3 (1.5x the visible 2, which stays within 10%)"
+        "ask iceberg at 64,000.5: 6 fills traded 3 (1.5x the visible 2, which stays within 10%)"
     )
 
 
@@ -293,3 +322,25 @@ def test_compute_slow_and_build_report_read_only():
         slow=slow,
     )
     assert encode_checkpoint(tape.state) == checkpoint
+
+
+def test_prices_are_shown_at_the_instruments_tick_not_the_venues_eight_decimals():
+    """Binance writes every price with 8 decimals: a 0.01 tick is learnt from the book, and
+    the profile's bins, its POC and the notes are exact ticks."""
+    e8 = 10**8
+    state = new_state()
+    bids = [(9_496_185 * 10**6 - i * 10**6, 3 * e8) for i in range(30)]  # 94,961.85 down
+    asks = [(9_496_186 * 10**6 + i * 10**6, 3 * e8) for i in range(30)]
+    state_fold = [BookSnapshot(V, T0, T0, 8, 8, 1, bids, asks)]
+    state_fold += [Trade(V, T0 + i * MS, T0 + i * MS, 8, 8, bids[i % 3][0], e8, "sell", str(i))
+                   for i in range(12)]  # fmt: skip
+    for n, event in enumerate(state_fold):
+        fold(state, event, f"{n + 1}-0")
+    assert state.price_tick == 10**6
+    profile = compute_slow(state).liquidity.volume_profile
+    assert profile is not None and profile.bin_size == 0.05
+    assert profile.poc == 94961.82 and (profile.val, profile.vah) == (94961.8, 94961.89)
+    assert fmt_price(9_466_422 * 10**6, 8, 10**6) == "94,664.22"
+    assert fmt_price(9_466_420 * 10**6, 8, 10**6) == "94,664.20"
+    assert fmt_price(9_466_422 * 10**6 + 5, 8, 10**6) == "94,664.22000005"  # never rounded
+    assert fmt_price(7, 0) == "7" and fmt_price(123_456_789, 2) == "1,234,567.89"

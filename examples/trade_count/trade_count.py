@@ -10,13 +10,15 @@ import msgspec
 from core.events import Event, Trade
 from core.settings import Settings
 from processors.runtime.kind import Kind, ProjectionContext
+from processors.runtime.recent import RecentTrades
 from projections.writer import Put, Write
 
 
 class Counts(msgspec.Struct):
     trades: int = 0
     buys: int = 0
-    last_trade_id: int = -1
+    recent: RecentTrades = msgspec.field(default_factory=RecentTrades)
+    """Not encoded as is: ``encode`` stores what it remembers."""
 
 
 class TradeCount(msgspec.Struct):
@@ -27,17 +29,28 @@ class TradeCount(msgspec.Struct):
 
 
 def fold(state: Counts, event: Event, entry_id: str) -> None:
-    if not isinstance(event, Trade) or not event.trade_id.isdigit():
+    if not isinstance(event, Trade):
         return
-    if int(event.trade_id) <= state.last_trade_id:
-        return  # an append retried by ingest: counted once
-    state.last_trade_id = int(event.trade_id)
+    if not state.recent.first_time(event.trade_id, event.ts_event):
+        return  # seen around an ingest hand-over: counted once
     state.trades += 1
     state.buys += event.aggressor == "buy"
 
 
+def encode(state: Counts) -> bytes:
+    recent = state.recent
+    return msgspec.msgpack.encode((state.trades, state.buys, recent.kept(), recent.repeats))
+
+
+_decode = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[int, str]], int]).decode
+
+
+def decode(payload: bytes) -> Counts:
+    trades, buys, kept, repeats = _decode(payload)
+    return Counts(trades, buys, RecentTrades(kept, repeats))
+
+
 def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[Counts]:
-    decoder = msgspec.msgpack.Decoder(Counts)
 
     def project(state: Counts, context: ProjectionContext) -> list[Write]:
         counts = TradeCount(symbol=context.symbol, trades=state.trades, buys=state.buys,
@@ -50,7 +63,7 @@ def kind(settings: Settings, environ: Mapping[str, str]) -> Kind[Counts]:
         new_state=Counts,
         fold=fold,
         project=project,
-        encode=msgspec.msgpack.encode,
-        decode=decoder.decode,
+        encode=encode,
+        decode=decode,
         description="trades and buys per symbol",
     )

@@ -254,6 +254,7 @@ def icebergs(
     params: AnalyticsParams,
     price_precision: int,
     size_precision: int,
+    price_tick: int = 1,
 ) -> list[Anomaly]:
     window_ns, tolerance = tracker.window_ns, tracker.tolerance
     anomalies = []
@@ -270,6 +271,7 @@ def icebergs(
                 continue
             multiple = filled / ref
             name = "bid" if is_bid else "ask"
+            at = fmt_price(price, price_precision, price_tick)
             anomalies.append(
                 Anomaly(
                     type="iceberg",
@@ -278,7 +280,7 @@ def icebergs(
                     ),
                     side=name,
                     price=price / 10**price_precision,
-                    note=f"{name} iceberg at {fmt_price(price, price_precision)}: {fills} fills "
+                    note=f"{name} iceberg at {at}: {fills} fills "
                     f"traded {fmt_qty(filled, size_precision)} ({multiple:.1f}x the visible "
                     f"{fmt_qty(ref, size_precision)}, which stays within "
                     f"{tolerance:.0%})",

@@ -19,10 +19,11 @@ from processors.analytics.anomalies import IcebergState, SpoofState
 from processors.analytics.fold import AnalyticsParams, AnalyticsState, new_state
 from processors.analytics.profile import ProfileState
 from processors.analytics.windows import WindowState
+from processors.runtime.recent import RecentTrades
 
 __all__ = ["CHECKPOINT_VERSION", "decode_checkpoint", "encode_checkpoint"]
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 _NS_PER_S = 1_000_000_000
 
 
@@ -33,6 +34,7 @@ class _Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     events_folded: int
     price_precision: int
     size_precision: int
+    price_tick: int
     update_id: int
     synced: bool
     ingest_status: str
@@ -44,7 +46,8 @@ class _Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     asks: list[Level]
     ticker: Ticker | None
     last_trade: Trade | None
-    last_trade_id: int
+    recent_trades: list[tuple[int, str]]
+    repeated_trades: int
     rate: WindowState
     flow: WindowState
     depth_baseline: WindowState
@@ -70,6 +73,7 @@ def encode_checkpoint(state: AnalyticsState) -> bytes:
             events_folded=state.events_folded,
             price_precision=state.price_precision,
             size_precision=state.size_precision,
+            price_tick=state.price_tick,
             update_id=state.update_id,
             synced=state.synced,
             ingest_status=state.ingest_status,
@@ -81,7 +85,8 @@ def encode_checkpoint(state: AnalyticsState) -> bytes:
             asks=asks,
             ticker=state.ticker,
             last_trade=state.last_trade,
-            last_trade_id=state.last_trade_id,
+            recent_trades=state.recent_trades.kept(),
+            repeated_trades=state.recent_trades.repeats,
             rate=state.rate.to_state(),
             flow=state.flow.to_state(),
             depth_baseline=state.depth_baseline.to_state(),
@@ -110,6 +115,7 @@ def decode_checkpoint(payload: bytes, params: AnalyticsParams) -> AnalyticsState
     state.events_folded = ckpt.events_folded
     state.price_precision = ckpt.price_precision
     state.size_precision = ckpt.size_precision
+    state.price_tick = ckpt.price_tick
     state.update_id = ckpt.update_id
     state.synced = ckpt.synced
     state.ingest_status = ckpt.ingest_status
@@ -119,7 +125,7 @@ def decode_checkpoint(payload: bytes, params: AnalyticsParams) -> AnalyticsState
     state.last_ts_event = ckpt.last_ts_event
     state.ticker = ckpt.ticker
     state.last_trade = ckpt.last_trade
-    state.last_trade_id = ckpt.last_trade_id
+    state.recent_trades = RecentTrades(ckpt.recent_trades, ckpt.repeated_trades)
     state.rate.load_state(ckpt.rate)
     state.flow.load_state(ckpt.flow)
     state.depth_baseline.load_state(ckpt.depth_baseline)

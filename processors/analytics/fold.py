@@ -13,6 +13,7 @@ scanning (walls, vacuums, the volume profile, the detectors) is left to the slow
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from processors.analytics.liquidity import thresholds
 from processors.analytics.params import AnalyticsParams, analytics_params
 from processors.analytics.profile import ProfileWindow
 from processors.analytics.windows import QuantityWindow, Window
+from processors.runtime.recent import RecentTrades
 
 __all__ = ["AnalyticsParams", "AnalyticsState", "analytics_params", "fold", "new_state"]
 
@@ -35,6 +37,11 @@ class AnalyticsState:
     book: Book = field(init=False)
     price_precision: int = 0
     size_precision: int = 0
+    price_tick: int = 0
+    """The instrument's tick at ``price_precision`` as the data shows it: the greatest common
+    divisor of the prices of the snapshots and trades (0 before the first). Binance writes
+    every price with 8 decimals whatever its tick, so the precision alone would make a
+    0.01 tick look like 0.00000001."""
     update_id: int = 0
     """The venue update id the book is at (last applied ``u``)."""
     synced: bool = False
@@ -51,8 +58,8 @@ class AnalyticsState:
     last_id: str = "0-0"
     ticker: Ticker | None = None
     last_trade: Trade | None = None
-    last_trade_id: int = -1
-    """``last_trade``'s id as a number (-1: none, or not numeric)."""
+    recent_trades: RecentTrades = field(default_factory=RecentTrades)
+    """The trades folded in the last seconds: a repeat of one is not folded again."""
     rate: Window = field(init=False)
     """Events and trades over the rate window."""
     flow: Window = field(init=False)
@@ -83,7 +90,7 @@ class AnalyticsState:
         self.depth_baseline = Window(p.depth_baseline_window_s * _NS_PER_S, _NS_PER_S)
         self.spread_baseline = Window(p.spread_mean_window_s * _NS_PER_S, _NS_PER_S)
         self.quantities = QuantityWindow(p.level_window_size)
-        self.profile = ProfileWindow(p.profile_window_min, p.profile_bin_ticks)
+        self.profile = ProfileWindow(p.profile_window_min)
         self.spoof = SpoofTracker(p.spoof_max_records)
         self.icebergs = IcebergTracker(
             p.iceberg_max_tracked, p.iceberg_tolerance, p.iceberg_window_s * _NS_PER_S
@@ -123,18 +130,11 @@ def fold(state: AnalyticsState, event: Event, entry_id: str) -> None:
 
 
 def _check_trade(state: AnalyticsState, trade: Trade) -> bool:
-    """False for a trade already folded (an append retried after a timeout: the venue's
-    trade ids only grow); ValueError for one that is not a trade."""
+    """False for a trade already folded (processors.runtime.recent); ValueError for one that
+    is not a trade."""
     if trade.price <= 0 or trade.qty <= 0:
         raise ValueError(f"trade {trade.trade_id}: price and qty must be positive")
-    if trade.trade_id.isdigit() and len(trade.trade_id) <= 18:  # fits the checkpoint's int64
-        number = int(trade.trade_id)
-        if number <= state.last_trade_id:
-            return False
-        state.last_trade_id = number
-    else:
-        state.last_trade_id = -1
-    return True
+    return state.recent_trades.first_time(trade.trade_id, trade.ts_event)
 
 
 def _check_ticker(state: AnalyticsState, ticker: Ticker) -> bool:
@@ -179,6 +179,7 @@ def _apply_trade(state: AnalyticsState, trade: Trade) -> None:
         state.price_precision = trade.price_precision
         state.size_precision = trade.size_precision
     price, qty, clock = trade.price, trade.qty, state.clock_ns
+    state.price_tick = math.gcd(state.price_tick, price)
     # A buyer lifts the asks, a seller hits the bids.
     resting_bid = trade.aggressor != "buy"
     if resting_bid:
@@ -193,6 +194,10 @@ def _apply_trade(state: AnalyticsState, trade: Trade) -> None:
 
 
 def _apply_snapshot(state: AnalyticsState, snapshot: BookSnapshot) -> None:
+    if snapshot.price_precision != state.price_precision:
+        state.price_tick = 0  # another scale: learn the tick again
+    state.price_tick = math.gcd(state.price_tick, *(p for p, _ in snapshot.bids),
+                                *(p for p, _ in snapshot.asks))  # fmt: skip
     state.book.load(snapshot.bids, snapshot.asks)
     state.spoof.forget_absent(state.book)
     state.price_precision = snapshot.price_precision

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Literal
 
-from core.events import Level
+from core.events import Level, to_decimal_str
 from processors.analytics.params import AnalyticsParams
 from processors.analytics.windows import QuantityWindow
 from projections.report import Severity, Vacuum, Wall
@@ -59,8 +59,17 @@ def severity(value: float, medium: float, high: float) -> Severity:
     return "high" if value >= high else "medium" if value >= medium else "low"
 
 
-def fmt_price(value: int, precision: int) -> str:
-    return f"{value / 10**precision:,.{precision}f}"
+def fmt_price(value: int, precision: int, tick: int = 1) -> str:
+    """An exact price as a person writes it: thousands separated, the decimals of the tick
+    (``tick`` at ``precision``: 1000000 at 8 is 0.01, two decimals), more only where the
+    price has them. Never rounded."""
+    shown = precision
+    while shown and tick % 10 == 0:
+        tick //= 10
+        shown -= 1
+    whole, _, decimals = to_decimal_str(value, precision).partition(".")
+    decimals = decimals.rstrip("0").ljust(shown, "0")
+    return f"{int(whole):,}.{decimals}" if decimals else f"{int(whole):,}"
 
 
 def fmt_qty(value: int, precision: int) -> str:
@@ -75,8 +84,9 @@ def find_walls(
     params: AnalyticsParams,
     price_precision: int,
     size_precision: int,
-) -> list[Wall]:
-    """Walls among ``levels`` (best first), in book order."""
+    price_tick: int = 1,
+) -> list[tuple[Wall, int]]:
+    """Walls among ``levels`` (best first), in book order, each with its exact price."""
     walls = []
     scale_p, scale_q = 10**price_precision, 10**size_precision
     for price, qty in levels:
@@ -84,14 +94,19 @@ def find_walls(
             continue
         multiple = qty / limits.wall
         walls.append(
-            Wall(
-                side=side,
-                price=price / scale_p,
-                qty=qty / scale_q,
-                multiple=round(multiple, 2),
-                severity=severity(multiple, params.wall_medium_multiple, params.wall_high_multiple),
-                note=f"{side} wall {fmt_qty(qty, size_precision)} at "
-                f"{fmt_price(price, price_precision)}, {multiple:.1f}x threshold",
+            (
+                Wall(
+                    side=side,
+                    price=price / scale_p,
+                    qty=qty / scale_q,
+                    multiple=round(multiple, 2),
+                    severity=severity(
+                        multiple, params.wall_medium_multiple, params.wall_high_multiple
+                    ),
+                    note=f"{side} wall {fmt_qty(qty, size_precision)} at "
+                    f"{fmt_price(price, price_precision, price_tick)}, {multiple:.1f}x threshold",
+                ),
+                price,
             )
         )
     return walls
@@ -104,9 +119,10 @@ def find_vacuums(
     params: AnalyticsParams,
     price_precision: int,
     size_precision: int,
-) -> list[Vacuum]:
+    price_tick: int = 1,
+) -> list[tuple[Vacuum, int]]:
     """Maximal runs of at least ``vacuum_min_levels`` consecutive thin levels among
-    ``levels`` (best first), nearest the touch first."""
+    ``levels`` (best first), nearest the touch first, each with its exact first price."""
     vacuums = []
     run: list[Level] = []
     for level in [*levels, None]:
@@ -115,18 +131,22 @@ def find_vacuums(
             continue
         if len(run) >= params.vacuum_min_levels:
             first, last = run[0][0], run[-1][0]
+            span = (f"{fmt_price(first, price_precision, price_tick)} to "
+                    f"{fmt_price(last, price_precision, price_tick)}")  # fmt: skip
             vacuums.append(
-                Vacuum(
-                    side=side,
-                    from_price=first / 10**price_precision,
-                    to_price=last / 10**price_precision,
-                    levels=len(run),
-                    severity=severity(
-                        len(run), params.vacuum_medium_levels, params.vacuum_high_levels
+                (
+                    Vacuum(
+                        side=side,
+                        from_price=first / 10**price_precision,
+                        to_price=last / 10**price_precision,
+                        levels=len(run),
+                        severity=severity(
+                            len(run), params.vacuum_medium_levels, params.vacuum_high_levels
+                        ),
+                        note=f"{side} vacuum {span}: {len(run)} consecutive levels "
+                        f"below {fmt_qty(limits.thin, size_precision)}",
                     ),
-                    note=f"{side} vacuum {fmt_price(first, price_precision)} to "
-                    f"{fmt_price(last, price_precision)}: {len(run)} consecutive levels "
-                    f"below {fmt_qty(limits.thin, size_precision)}",
+                    first,
                 )
             )
         run = []

@@ -1,11 +1,14 @@
-"""The volume profile's window: traded volume per price bin over the last N minutes.
+"""The volume profile's window: traded volume per price over the last N minutes.
 
-Per event-time minute one bucket: a dict bin -> volume while the minute is open; when it
-closes, its bins (ascending, delta-coded) and volumes are encoded once into a compact
+Per event-time minute one bucket: a dict price -> volume while the minute is open; when it
+closes, its prices (ascending, delta-coded) and volumes are encoded once into a compact
 msgpack payload, which is also what the checkpoint carries (closed minutes never change, so
 a checkpoint costs no re-encoding of them). Buckets older than the window are dropped. A
 trade costs one dict update; the slow cycle merges at most N + 1 buckets (never a rescan of
-the trades), then finds the POC and grows the value area.
+the trades), cuts the prices into bins of the width asked, then finds the POC and grows the
+value area. Prices are kept exact rather than binned as they arrive: the bin width is a
+number of the instrument's ticks, and the tick is learnt from the book (the venue's
+precision says only how many decimals it writes), so it can still change.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ MINUTE_NS = 60_000_000_000
 
 class _Minute(msgspec.Struct, array_like=True, frozen=True):
     bin_steps: list[int]
-    """The first bin, then each bin's distance from the one before (small numbers)."""
+    """The first price, then each price's distance from the one before (small numbers)."""
     volumes: list[int]
 
 
@@ -35,7 +38,7 @@ class ProfileState(msgspec.Struct, array_like=True, frozen=True):
     closed: list[tuple[int, int, msgspec.Raw]]
     """Closed minutes, oldest first: (minute, trades, encoded bins and volumes)."""
     minute: int
-    """The open minute (-1 before the first trade), its trades, bins and volumes."""
+    """The open minute (-1 before the first trade), its trades, prices and volumes."""
     trades: int
     bins: list[int]
     volumes: list[int]
@@ -51,12 +54,10 @@ class ProfileFigures:
 
 
 class ProfileWindow:
-    __slots__ = ("_closed", "_next_ns", "_open", "_open_minute", "_open_trades", "bin_ticks",
-                 "minutes")  # fmt: skip
+    __slots__ = ("_closed", "_next_ns", "_open", "_open_minute", "_open_trades", "minutes")
 
-    def __init__(self, minutes: int, bin_ticks: int) -> None:
+    def __init__(self, minutes: int) -> None:
         self.minutes = minutes
-        self.bin_ticks = bin_ticks
         self._closed: deque[tuple[int, int, bytes]] = deque()
         """Closed minutes, oldest first: (minute, trades, encoded ``_Minute``)."""
         self._open: dict[int, int] = {}
@@ -68,9 +69,8 @@ class ProfileWindow:
     def add(self, clock_ns: int, price: int, qty: int) -> None:
         if clock_ns >= self._next_ns:  # ``clock_ns`` never goes back
             self._roll(clock_ns // MINUTE_NS)
-        key = price // self.bin_ticks
-        bins = self._open
-        bins[key] = bins.get(key, 0) + qty
+        prices = self._open
+        prices[price] = prices.get(price, 0) + qty
         self._open_trades += 1
 
     def _roll(self, minute: int) -> None:
@@ -88,10 +88,11 @@ class ProfileWindow:
             closed.popleft()
 
     def figures(
-        self, clock_ns: int, value_area_share: float, min_trades: int
+        self, clock_ns: int, bin_width: int, value_area_share: float, min_trades: int
     ) -> ProfileFigures | None:
-        """POC and value area over the buckets within the window as of ``clock_ns``; None
-        with fewer than ``min_trades`` trades in it. Reads only."""
+        """POC and value area, in bins of ``bin_width`` (bin = price // width), over the
+        buckets within the window as of ``clock_ns``; None with fewer than ``min_trades``
+        trades in it. Reads only."""
         oldest = clock_ns // MINUTE_NS - self.minutes + 1
         kept = [b for b in self._closed if b[0] >= oldest]
         trades = sum(b[1] for b in kept)
@@ -107,7 +108,7 @@ class ProfileWindow:
         if self._open_trades and self._open_minute >= oldest:
             parts_bins.append(np.fromiter(self._open.keys(), np.int64, len(self._open)))
             parts_vols.append(np.fromiter(self._open.values(), np.int64, len(self._open)))
-        bins, where = np.unique(np.concatenate(parts_bins), return_inverse=True)
+        bins, where = np.unique(np.concatenate(parts_bins) // bin_width, return_inverse=True)
         vols = np.zeros(len(bins), np.int64)
         np.add.at(vols, where, np.concatenate(parts_vols))
         bin_list, vol_list = bins.tolist(), vols.tolist()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from core.events import Level, to_float
+from core.times import iso_ms
 from processors.analytics import figures
 from processors.analytics.fold import AnalyticsState
-from processors.analytics.slow import SlowSections
+from processors.analytics.slow import SlowSections, current_liquidity
 from projections.report import (
     BookLevel,
     Depth,
@@ -21,13 +20,9 @@ from projections.report import (
     Writer,
 )
 
-__all__ = ["build_report", "iso_ms"]
+__all__ = ["build_report"]
 
 _NS_PER_MS = 1_000_000
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def build_report(
@@ -120,7 +115,7 @@ def build_report(
             sell_volume=to_float(sell, sp),
             net_flow=to_float(buy - sell, sp),
         ),
-        liquidity=slow.liquidity if slow else Liquidity(),
+        liquidity=current_liquidity(slow, book) if slow else Liquidity(),
         anomalies=slow.anomalies if slow else [],
         health=Health(
             score=figures.health_score(components),
@@ -132,6 +127,8 @@ def build_report(
             events_folded=state.events_folded,
             last_event_ts_ms=last_event_ms,
             slow_last_id=slow.last_id if slow else None,
+            slow_event_ts_ms=slow.clock_ns // _NS_PER_MS if slow else None,
+            repeated_trades=state.recent_trades.repeats,
         ),
     )
 

@@ -4,9 +4,9 @@ Bars are cut in venue (event) time, so a replay gives the same bars. Sums are ex
 (fixed-point integers: volume in size units, quote volume in price x size units); floats are
 made only when a bar is projected. A bar exists only for an interval with trades (no
 zero-volume filler bars), and it is ``closed`` once any event of the stream is at or past its
-end. A repeated trade (an append retried after a timeout: the venue's trade ids only grow)
-is counted once. The newest ``NT_CANDLES_KEEP`` bars (500) per interval are kept, in the
-state and in ``candles:{SYM}:{interval}`` (projections/series.py).
+end. A repeated trade (the same id at the same venue time, within seconds: see
+processors/runtime/recent.py) is counted once. The newest ``NT_CANDLES_KEEP`` bars (500) per
+interval are kept, in the state and in ``candles:{SYM}:{interval}`` (projections/series.py).
 
 Each publish writes the bars changed since the last one (every bar of a backfill reaches
 Redis, not just the last) and the newest bar of each interval (so it shows closed once its
@@ -24,6 +24,7 @@ from core import keys
 from core.events import Event, Trade
 from core.settings import Settings
 from processors.runtime.kind import Kind, ProjectionContext, kind_settings
+from processors.runtime.recent import RecentTrades
 from projections.series import CANDLE_INTERVALS, Candle
 from projections.writer import SeriesPoint, Write
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 NAME = "candles"
-STATE_VERSION = 2
+STATE_VERSION = 3
 _NS_PER_MS = 1_000_000
 
 
@@ -64,7 +65,7 @@ class CandlesState(msgspec.Struct):
     size_precision: int = 0
     clock_ms: int = 0
     """The latest venue time folded (any event)."""
-    last_trade_id: int = -1
+    recent_trades: RecentTrades = msgspec.field(default_factory=RecentTrades)
     bars: dict[str, list[_Bar]] = {}
     """Interval -> bars, oldest first; the last may still be open."""
     changed: dict[str, list[int]] = {}
@@ -85,11 +86,8 @@ def fold(state: CandlesState, event: Event, entry_id: str) -> None:
     state.clock_ms = max(state.clock_ms, ts_ms)
     if not isinstance(event, Trade):
         return
-    if event.trade_id.isdigit():
-        trade_id = int(event.trade_id)
-        if trade_id <= state.last_trade_id:
-            return
-        state.last_trade_id = trade_id
+    if not state.recent_trades.first_time(event.trade_id, event.ts_event):
+        return
     price, qty = _at_state_precision(state, event)
     buy = qty if event.aggressor == "buy" else 0
     for name, length in CANDLE_INTERVALS.items():
@@ -176,7 +174,8 @@ class _WireState(msgspec.Struct, array_like=True):
     price_precision: int
     size_precision: int
     clock_ms: int
-    last_trade_id: int
+    recent_trades: list[tuple[int, str]]
+    repeated_trades: int
     bars: dict[str, list[tuple[int, int, int, int, int, str, str, int, str]]]
     changed: dict[str, list[int]]
 
@@ -198,7 +197,8 @@ def encode_state(state: CandlesState) -> bytes:
             state.price_precision,
             state.size_precision,
             state.clock_ms,
-            state.last_trade_id,
+            state.recent_trades.kept(),
+            state.recent_trades.repeats,
             bars,
             state.changed,
         )
@@ -221,7 +221,8 @@ def decode_state(payload: bytes) -> CandlesState | None:
     return CandlesState(
         version=wire.version, keep=wire.keep, price_precision=wire.price_precision,
         size_precision=wire.size_precision, clock_ms=wire.clock_ms,
-        last_trade_id=wire.last_trade_id, bars=bars, changed=wire.changed,
+        recent_trades=RecentTrades(wire.recent_trades, wire.repeated_trades), bars=bars,
+        changed=wire.changed,
     )  # fmt: skip
 
 
