@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 
+from context8.datadir import DEFAULT_DATA_DIR
 from core import settings as config
 from core.logs import setup_logging
 from core.symbols import parse_symbols
@@ -68,7 +69,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from context8.demo import run_demo
 
     return run_demo(_settings(args), symbols_given=_symbols_given(args), data_dir=args.data_dir,
-                    mcp_port=args.mcp_port, capture=args.capture, seed=args.seed)  # fmt: skip
+                    mcp_port=args.mcp_port, capture=args.capture, seed=args.seed,
+                    reset=args.reset)  # fmt: skip
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -127,13 +129,18 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from context8.datadir import demo_redis_url
     from context8.status import run_status
 
     settings = _settings(args)
-    if settings.redis_url is None:
-        raise config.ConfigError("REDIS_URL: status reads the fleet from Redis; give its URL")
+    redis_url = settings.redis_url or demo_redis_url(args.data_dir)
+    if redis_url is None:
+        raise config.ConfigError(
+            f"REDIS_URL: status reads the fleet from Redis; give --redis-url (no demo runs on "
+            f"{args.data_dir}, whose Redis it would use)"
+        )
     symbols = settings.symbols if _symbols_given(args) else ()
-    return run_status(settings.redis_url, symbols, as_json=args.json, watch_s=args.watch or 0)
+    return run_status(redis_url, symbols, as_json=args.json, watch_s=args.watch or 0)
 
 
 def _positive_seconds(text: str) -> float:
@@ -191,7 +198,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="context8", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default %(default)s)"
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -201,17 +210,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole pipeline on embedded defaults")
     _common(demo)
-    demo.add_argument("--data-dir", default=".context8", help="Redis data and logs")
-    demo.add_argument("--mcp-port", type=int, default=8765)
+    demo.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="Redis data and logs; one demo per folder (default %(default)s)",
+    )
+    demo.add_argument(
+        "--reset",
+        action="store_true",
+        help="start from an empty event log: delete the folder's Redis data first",
+    )
+    demo.add_argument(
+        "--mcp-port",
+        type=int,
+        default=8765,
+        help="port of the MCP server on 127.0.0.1 (default %(default)s)",
+    )
     demo.add_argument("--capture", help="replay this capture instead of the order-flow model")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--seed", type=int, default=7, help="the order-flow model's seed (default %(default)s)"
+    )
     demo.set_defaults(func=_cmd_demo)
 
     sim = sub.add_parser("simulate", help="the local exchange simulator (Binance Spot protocol)")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sim.add_argument("--port", type=int, default=0, help="0 picks a free port")
     sim.add_argument("--symbols", help="comma-separated symbols (env SYMBOLS)")
-    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument(
+        "--seed", type=int, default=7, help="the order-flow model's seed (default %(default)s)"
+    )
     sim.add_argument("--capture", help="replay this capture instead of the order-flow model")
     sim.add_argument("--speed", type=float, default=1.0, help="capture speed; 0 = fastest")
     sim.add_argument("--loop", action="store_true", help="replay the capture over and over")
@@ -240,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.set_defaults(func=_cmd_mcp)
 
     status = sub.add_parser("status", help="the fleet from Redis: nodes, owners, lag, freshness")
-    status.add_argument("--symbols", help="also show these symbols (env SYMBOLS)")
-    status.add_argument("--redis-url", help="Redis to read (env REDIS_URL)")
+    status.add_argument("--symbols", help="show only these symbols (env SYMBOLS)")
+    status.add_argument(
+        "--redis-url", help="Redis to read (env REDIS_URL; default: the demo's on --data-dir)"
+    )
+    status.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="the folder of the demo whose Redis to read (default %(default)s)",
+    )
     shown = status.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="print one JSON document")
     shown.add_argument("--watch", type=_positive_seconds, metavar="SECONDS",
@@ -254,7 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seconds", type=float, help="how long (default: until Ctrl-C)")
     rec.add_argument("--venue-url", help="the venue's REST base URL, e.g. the simulator's "
                      "(env NT_BINANCE_HTTP_URL/_WS_URL; default live Binance)")  # fmt: skip
-    rec.add_argument("--trades", choices=("trade", "aggTrade"), default="trade")
+    rec.add_argument(
+        "--trades",
+        choices=("trade", "aggTrade"),
+        default="trade",
+        help="which trade stream to record: every trade, or trades aggregated per "
+        "price and taker (default %(default)s)",
+    )
     rec.add_argument("--depth-limit", type=int, default=1000, help="levels per snapshot")
     rec.set_defaults(func=_cmd_record)
 
@@ -284,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="pipeline",
         choices=("pipeline", "failover", "mcp", "kinds", "analytics"),
+        help="pipeline: events/s and report latency end to end; failover: kill -9 takeover "
+        "times; mcp: tool latency; kinds: one node running several kinds; analytics: the "
+        "fold and the slow cycle alone (default %(default)s; docs/benchmarks.md)",
     )
     bench.add_argument(
         "--seconds", type=float, help="pipeline, kinds: per phase (20); mcp: per measurement (2)"

@@ -4,19 +4,23 @@ A private Redis (unless REDIS_URL is set), the local exchange simulator, an inge
 processor node and the MCP server (streamable HTTP), each its own process like in a real
 deployment. It prints plain lines (also when not on a terminal): what runs where, a client
 configuration to paste, then the reports' state every few seconds. Ctrl-C or SIGTERM stops
-everything, newest first.
+everything, newest first. One demo per data folder (context8/datadir.py); ``reset`` starts
+it from an empty event log.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
 import msgspec
 import redis
 
+from context8.datadir import DataDirBusy, DemoDataDir
 from context8.procs import Fleet, start_pipeline
 from context8.redis_server import PrivateRedis
 from core import keys
@@ -71,6 +75,17 @@ def capture_symbols(path: str) -> tuple[str, ...]:
     return parse_symbols(",".join(first.symbols))
 
 
+def _port_taken(port: int) -> str | None:
+    """Why the MCP server could not listen on ``port`` (loopback), or None when it can."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            taken = e.errno == errno.EADDRINUSE
+            return "it is in use" if taken else e.strerror or str(e)
+    return None
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -79,9 +94,35 @@ def run_demo(
     mcp_port: int,
     capture: str | None,
     seed: int,
+    reset: bool = False,
 ) -> int:
-    root = Path(data_dir).resolve()
+    try:
+        folder = DemoDataDir(Path(data_dir).resolve())
+    except DataDirBusy as e:
+        _say(f"context8 demo: {e}")
+        return 1
+    try:
+        if (why := _port_taken(mcp_port)) is not None:
+            _say(f"context8 demo: port {mcp_port} for the MCP server: {why}; pick another "
+                 "with --mcp-port")  # fmt: skip
+            return 1
+        if reset:
+            folder.reset()
+        return _run(folder, settings, symbols_given=symbols_given, mcp_port=mcp_port,
+                    capture=capture, seed=seed)  # fmt: skip
+    finally:
+        folder.release()
 
+
+def _run(
+    folder: DemoDataDir,
+    settings: Settings,
+    *,
+    symbols_given: bool,
+    mcp_port: int,
+    capture: str | None,
+    seed: int,
+) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -96,13 +137,14 @@ def run_demo(
         signal.signal(stop_signal, on_signal)
 
     private: PrivateRedis | None = None
-    fleet = Fleet(root / "logs")
+    fleet = Fleet(folder.log_dir)
     try:
         redis_url = settings.redis_url
         mcp_env: dict[str, str] = {}
         if redis_url is None:
-            private = PrivateRedis(root / "redis")
+            private = PrivateRedis(folder.redis_dir)
             redis_url = private.start()
+            folder.publish_redis_url(redis_url)
             # The MCP server reads as a user that may only read report keys (core.acl).
             with redis.Redis.from_url(redis_url, socket_timeout=2) as admin:
                 password = create_reader(admin)
@@ -123,7 +165,7 @@ def run_demo(
             mcp_port=mcp_port,
             extra_env=mcp_env,
         )
-        redis_note = f"  (private, data in {root / 'redis'})" if private else ""
+        redis_note = f"  (private, data in {folder.redis_dir})" if private else ""
         market = f"replaying {capture}" if capture else f"order-flow model, seed {seed}"
         plain_http = pipeline.mcp_url.removesuffix("/mcp") + "/get_report?symbol=BTCUSDT"
         _say("context8 demo is running")

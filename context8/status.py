@@ -131,8 +131,8 @@ def connect(url: str) -> redis.Redis:
 
 
 def gather(client: redis.Redis, symbols: Iterable[str] = ()) -> FleetStatus:
-    """The fleet now; ``symbols`` are shown besides the ones the fleet knows of.
-    Raises ``RedisError`` when Redis does not answer."""
+    """The fleet now: the symbols it knows of, or only ``symbols`` when given (known or
+    not). Raises ``RedisError`` when Redis does not answer."""
     with client.pipeline(transaction=False) as pipe:
         pipe.time()
         pipe.zrange(keys.NODES_SEEN_KEY, 0, -1, withscores=True)
@@ -140,9 +140,11 @@ def gather(client: redis.Redis, symbols: Iterable[str] = ()) -> FleetStatus:
         (seconds, micros), seen, indexed = pipe.execute()
     now_ms = seconds * 1000 + micros // 1000
     nodes = _nodes(client, [(m.decode(), int(score)) for m, score in seen], now_ms)
-    names = {m.decode() for m in indexed} | set(symbols)
-    for node in nodes:
-        names.update(node.symbols)
+    names = set(symbols)
+    if not names:
+        names = {m.decode() for m in indexed}
+        for node in nodes:
+            names.update(node.symbols)
     return FleetStatus(
         redis_time_ms=now_ms, nodes=nodes, symbols=_symbols(client, sorted(names), nodes, now_ms)
     )

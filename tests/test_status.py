@@ -83,7 +83,8 @@ def test_status_json_and_table_match_a_running_fleet(redis_url: str, tmp_path: P
                 time.sleep(0.1)
 
             holders, tokens, lengths_before = _fleet_state(client)
-            result = _status("status", "--json", "--symbols", "NOSUCH",
+            asked = ",".join([*SYMBOLS, "NOSUCH"])
+            result = _status("status", "--json", "--symbols", asked,
                              env=_env(REDIS_URL=redis_url))  # fmt: skip
             holders_after, tokens_after, lengths_after = _fleet_state(client)
             assert result.returncode == 0, result.stderr
@@ -101,6 +102,10 @@ def test_status_json_and_table_match_a_running_fleet(redis_url: str, tmp_path: P
 
             by_symbol = {s.symbol: s for s in status.symbols}
             assert sorted(by_symbol) == sorted([*SYMBOLS, "NOSUCH.BINANCE"])
+            only = _status("status", "--json", "--symbols", "nosuch",
+                           env=_env(REDIS_URL=redis_url))  # fmt: skip
+            filtered = msgspec.json.decode(only.stdout, type=FleetStatus)
+            assert [s.symbol for s in filtered.symbols] == ["NOSUCH.BINANCE"]  # only those
             for symbol in SYMBOLS:
                 row = by_symbol[symbol]
                 assert row.status == "ok", row
