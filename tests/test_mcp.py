@@ -650,3 +650,63 @@ def test_concurrent_reads_of_one_report_share_one_get(redis_url: str) -> None:
     admin.close()
     assert shared == 1  # 20 concurrent requests, one GET
     assert sequential == 2  # one after the other: each reads
+
+
+def test_errors_are_sized_for_a_model(server: str) -> None:
+    """A huge bad symbol is quoted as a short prefix (tool and plain route alike); a body that
+    is not a JSON-RPC message gets one line, and tools/call without a name says so."""
+    huge = "B" * 65_000
+
+    async def call() -> CallToolResult:
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with Client(streamable_http_client(f"{server}/mcp")) as client:
+            return await client.call_tool("get_report", {"symbol": huge})
+
+    result = arun(call)
+    info = tool_error(result)
+    assert info["code"] == "invalid_input"
+    assert sum(len(block.text) for block in result.content) < 400
+    assert len(msgspec.json.encode(result.meta)) < 600
+    assert "(65000 characters)" in info["message"]
+
+    status, body = http_get(f"{server}/get_report?symbol={'x' * 20_000}")
+    assert status == 400 and len(json.dumps(body)) < 400
+    assert "(20000 characters)" in body["error"]["message"]
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+    def post(payload: bytes) -> dict[str, Any]:
+        status, _, answer = http_request(f"{server}/mcp", method="POST", body=payload,
+                                         headers=headers)  # fmt: skip
+        assert status == 400 and len(answer) < 200 and b"\n" not in answer, answer
+        return json.loads(answer)
+
+    for malformed in ({"jsonrpc": "1.0", "id": 1, "method": "ping"}, {"id": 2}, [1, 2],
+                      {"jsonrpc": "2.0", "id": {"no": 1}, "method": "ping"}):  # fmt: skip
+        answer = post(json.dumps(malformed).encode())
+        assert answer["error"]["code"] == -32600
+        assert answer["error"]["message"].startswith("Invalid Request")
+    assert post(b"{not json")["error"]["code"] == -32700
+    nameless = post(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                "params": {"arguments": {}}}).encode())  # fmt: skip
+    assert nameless["id"] == 7 and nameless["error"]["code"] == -32602
+    assert "params.name" in nameless["error"]["message"]
+
+
+def test_a_stdio_server_without_redis_url_answers_what_to_set() -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "context8", "mcp", "--transport", "stdio"],
+        env={"PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")},
+    )
+
+    async def session() -> list[dict[str, Any]]:
+        async with Client(params) as client:
+            return [tool_error(await client.call_tool(name, arguments))
+                    for name, arguments in (("get_report", {"symbol": "BTCUSDT"}),
+                                            ("list_symbols", {}))]  # fmt: skip
+
+    for info in arun(session, timeout_s=40):
+        assert info["code"] == "backend_unavailable"
+        assert "CONTEXT8_MCP_REDIS_URL" in info["message"]

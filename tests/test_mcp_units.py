@@ -342,7 +342,8 @@ def test_load_config_precedence_and_errors() -> None:
     assert load_config({}, fallback_redis_url="redis://file@h/0").redis_url == "redis://file@h/0"
     assert load_config({"REDIS_URL": "redis://a@h/0"}).redis_url == "redis://a@h/0"
     with pytest.raises(ConfigError, match="CONTEXT8_MCP_REDIS_URL"):
-        load_config({})
+        load_config({"CONTEXT8_MCP_TRANSPORT": "http"})
+    assert load_config({}).redis_url is None  # stdio: it starts, and answers what to set
     with pytest.raises(ConfigError, match="CONTEXT8_MCP_RATE"):
         load_config({**env, "CONTEXT8_MCP_RATE": "-1"})
     with pytest.raises(ConfigError, match="CONTEXT8_MCP_PORT"):

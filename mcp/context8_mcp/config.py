@@ -17,15 +17,24 @@ from msgspec import Meta
 
 from core.settings import ConfigError
 
-__all__ = ["ENV_NAMES", "REDIS_URL_ENV", "ServerConfig", "is_loopback", "load_config"]
+__all__ = [
+    "ENV_NAMES",
+    "NO_REDIS_URL",
+    "REDIS_URL_ENV",
+    "ServerConfig",
+    "is_loopback",
+    "load_config",
+]
 
 Transport = Literal["stdio", "http"]
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    redis_url: str
+    redis_url: str | None
     """CONTEXT8_MCP_REDIS_URL, else REDIS_URL: the Redis holding the reports, with the
-    credentials of a user that may only read them (``core.acl``)."""
+    credentials of a user that may only read them (``core.acl``). Required over http; a
+    stdio server without it starts and answers every call ``backend_unavailable``, saying
+    what to set."""
     transport: Transport = "stdio"
     """CONTEXT8_MCP_TRANSPORT: ``stdio`` (one client, the parent process) or ``http``."""
     host: str = "127.0.0.1"
@@ -54,6 +63,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 REDIS_URL_ENV: Final = "CONTEXT8_MCP_REDIS_URL"
+NO_REDIS_URL: Final = (
+    "CONTEXT8_MCP_REDIS_URL (or REDIS_URL) is not set: the MCP server needs the Redis holding "
+    "the reports, e.g. redis://context8-mcp:PASSWORD@127.0.0.1:6379/0; set it in the client's "
+    "server configuration (env) and restart the server"
+)
 ENV_NAMES: Final = {
     "transport": "CONTEXT8_MCP_TRANSPORT",
     "host": "CONTEXT8_MCP_HOST",
@@ -97,10 +111,9 @@ def load_config(
             raw[field] = value
     raw.update({k: v for k, v in flags.items() if v is not None})
     if "redis_url" not in raw:
-        raise ConfigError(
-            "CONTEXT8_MCP_REDIS_URL (or REDIS_URL): the MCP server needs the Redis holding the "
-            "reports, e.g. redis://context8-mcp:PASSWORD@127.0.0.1:6379/0"
-        )
+        if raw.get("transport", "stdio") != "stdio":
+            raise ConfigError(NO_REDIS_URL)
+        raw["redis_url"] = None
     try:
         config = msgspec.convert(raw, ServerConfig, strict=False)
     except msgspec.ValidationError as e:

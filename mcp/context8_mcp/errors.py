@@ -21,7 +21,20 @@ __all__ = [
     "ReportInvalid",
     "ServerError",
     "SymbolNotIndexed",
+    "quoted",
 ]
+
+_QUOTED_MAX = 32
+
+
+def quoted(value: object) -> str:
+    """A client's input quoted in an error: at most a short prefix (an error sized for a
+    model, whatever was sent), with the full length when it was cut."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= _QUOTED_MAX:
+        return repr(text)
+    return f"{text[:_QUOTED_MAX]!r}... ({len(text)} characters)"
+
 
 ErrorCode = Literal[
     "invalid_input",

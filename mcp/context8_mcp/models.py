@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from context8_mcp.errors import InvalidInput
+from context8_mcp.errors import InvalidInput, quoted
 from core.symbols import parse_symbols
 from projections.report import BookLevel, IngestionStatus, Report
 from projections.series import CANDLE_INTERVALS, Candle, HistoryPoint
@@ -52,7 +52,7 @@ def parse_symbol(text: str) -> str:
     one symbol."""
     if not isinstance(text, str) or not _SYMBOL_RE.fullmatch(text):
         raise InvalidInput(
-            f"symbol {text!r} is not a symbol like BTCUSDT or BTCUSDT.BINANCE "
+            f"symbol {quoted(text)} is not a symbol like BTCUSDT or BTCUSDT.BINANCE "
             f"(letters and digits, optionally '.VENUE')"
         )
     return parse_symbols(text)[0]

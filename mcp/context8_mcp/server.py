@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp
 
 from context8_mcp.config import ServerConfig
+from context8_mcp.envelope import JsonRpcEnvelope
 from context8_mcp.errors import BackendUnavailable
 from context8_mcp.guard import Guard, TokenBuckets
 from context8_mcp.http import add_routes
@@ -77,7 +78,11 @@ class _Server(MCPServer[AppContext]):
         app = self._backend.current
         if app is None:
             raise resource_error(BackendUnavailable("the server is starting or stopping"))
-        return [*await super().list_resources(), *await indexed_resources(app.store)]
+        try:
+            store = app.store
+        except BackendUnavailable as e:
+            raise resource_error(e) from e
+        return [*await super().list_resources(), *await indexed_resources(store)]
 
 
 # Tool and template lists change only with a new server version; reports change every 250 ms,
@@ -91,7 +96,7 @@ _CACHE_HINTS: Final[dict[CacheableMethod, CacheHint]] = {
 
 
 def create_server(
-    redis_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, authenticated: bool = False
+    redis_url: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S, authenticated: bool = False
 ) -> MCPServer[AppContext]:
     """The server over the Redis at ``redis_url`` (use a user that may only read report keys).
     ``timeout_s`` bounds every Redis read; past it the answer is ``backend_unavailable``.
@@ -114,7 +119,8 @@ def create_server(
 
 def create_http_app(config: ServerConfig) -> ASGIApp:
     """The streamable-HTTP ASGI app: MCP at ``/mcp``, the plain JSON routes, behind the front
-    door (rate limit, bearer token). On loopback the SDK's DNS-rebinding protection is on."""
+    door (rate limit, bearer token), JSON-RPC envelopes checked first (envelope.py). On
+    loopback the SDK's DNS-rebinding protection is on."""
     server = create_server(
         config.redis_url, timeout_s=config.timeout_s, authenticated=bool(config.token)
     )
@@ -127,7 +133,8 @@ def create_http_app(config: ServerConfig) -> ASGIApp:
         json_response=True,
     )
     buckets = TokenBuckets(config.rate_per_s, config.burst) if config.rate_per_s > 0 else None
-    return Guard(app, token=config.token, buckets=buckets)
+    checked = JsonRpcEnvelope(app, path=MCP_PATH, max_body_bytes=config.max_body_bytes)
+    return Guard(checked, token=config.token, buckets=buckets)
 
 
 async def serve(config: ServerConfig) -> None:
