@@ -49,7 +49,7 @@ import redis
 
 from core import keys
 from core import settings as config
-from core.events import ENTRY_FIELD, DecodeError, Event, decode_event
+from core.events import ENTRY_FIELD, DecodeError, Event, check_event, decode_event
 from core.symbols import parse_symbols
 from core.times import parse_time_ms
 from processors.analytics.fold import AnalyticsParams, AnalyticsState, fold, new_state
@@ -232,6 +232,7 @@ def fold_entries(
         elif before is not None:
             before(symbol, state, event)
         try:
+            check_event(event, entry_id)  # what a processor's read of the entry checks
             fold(state, event, entry_id)
         except ValueError as e:
             stats.dead_letter(symbol, entry_id, e)

@@ -94,6 +94,12 @@ def successor_key(role: str, symbol: str) -> str:
     return f"lease:{role}:{{{symbol}}}:successor"
 
 
+def resync_key(symbol: str) -> str:
+    """A processor's request for a fresh venue snapshot of ``symbol`` (its reason; expires):
+    the ingest holding the symbol takes it (GETDEL) within a lease round."""
+    return f"resync:{{{symbol}}}"
+
+
 def node_key(node_id: str) -> str:
     return f"nt:node:{node_id}"
 

@@ -42,7 +42,7 @@ from coordination.assignment import plan
 from coordination.membership import NodeInfo, beat, leave, live_nodes
 from core import keys, metrics
 from core.events import Event, Status, StatusKind
-from core.redis_client import get_many_async
+from core.redis_client import batch, get_many_async
 from ingest import normalize
 from ingest.binance import RESYNC_ENDPOINT
 from ingest.data import DepthUpdateIds, IngestStatus, depth_ids_type, status_type
@@ -200,6 +200,24 @@ class IngestActor(Actor):
         for symbol in sorted(give_up & self._writer.owned):
             await self._hand_off(symbol)
         await self._acquire(want)
+        await self._take_resync_requests()
+
+    async def _take_resync_requests(self) -> None:
+        """The processors' requests for a fresh snapshot of a symbol this node holds
+        (``resync:{SYM}``, written when a processor finds its book contradicting itself)."""
+        assert self._writer is not None
+        owned = sorted(self._writer.owned & self._subscribed)
+        if not owned:
+            return
+        commands = [("getdel", (keys.resync_key(s),), {}) for s in owned]
+        try:
+            reasons = await batch(self._writer.client, commands)
+        except (RedisError, OSError) as e:
+            _log(logging.WARNING, "resync_requests_unread", None, error=repr(e))
+            return
+        for symbol, reason in zip(owned, reasons, strict=True):
+            if isinstance(reason, bytes):
+                self._request_resync(symbol, f"asked by a processor: {reason.decode()[:80]}")
 
     async def _plan(self) -> tuple[frozenset[str], frozenset[str]]:
         """Heartbeat, then which symbols this node should hold: the processors' assignment

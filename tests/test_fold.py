@@ -4,7 +4,16 @@ import time
 
 import pytest
 
-from core.events import SCHEMA_VERSION, BookDelta, BookSnapshot, Status, Ticker, Trade
+from core.events import (
+    SCHEMA_VERSION,
+    BookDelta,
+    BookSnapshot,
+    Status,
+    Ticker,
+    Trade,
+    encode_event,
+    read_entry,
+)
 from processors.analytics.book import Book, Watch
 from processors.analytics.checkpoint import decode_checkpoint, encode_checkpoint
 from processors.analytics.fold import fold, new_state
@@ -69,22 +78,51 @@ def test_flow_and_rate_windows_follow_event_time():
     assert state.rate.totals(state.clock_ns) == (10, 10)
 
 
-def test_an_event_it_cannot_use_leaves_the_state_unchanged():
+def test_an_event_it_cannot_use_never_reaches_the_state():
+    """What no event may hold is refused when the entry is read (core.events.read_entry),
+    before any kind folds it; what the fold itself cannot use leaves the state unchanged."""
     state = new_state()
     fold(state, snap(1 * S, 10, [(10000, 5)], [(10010, 5)]), "1-0")
     fold(state, trade(2 * S, 3, "buy"), "2-0")
     before = encode_checkpoint(state)
+    entry = "3000-0"  # the entry's time: 3 s
     bad = [
         Trade(V, 3 * S, 3 * S, 2, 3, 10000, 0, "buy", "9"),
         Trade(V, 3 * S, 3 * S, 2, 3, -1, 5, "sell", "9"),
+        Trade(V, 3 * S, 3 * S, 2, 3, 10000, 5, "sell", ""),
+        Trade(V, 3 * S, 3 * S, 20, 3, 10000, 5, "sell", "9"),  # no int64 holds 10**20
+        Trade(V, 3 * S, 3 * S, 2, 3, 2**63, 5, "sell", "9"),
+        Trade(V, 400 * S, 3 * S, 2, 3, 10000, 5, "sell", "9"),  # a year ahead, or 397 s
+        Trade(0, 3 * S, 3 * S, 2, 3, 10000, 5, "sell", "9"),
         Ticker(V, 3 * S, 3 * S, "abc", "1", "1", "1", "1", "1", "1", 1),
+        Ticker(V, 3 * S, 3 * S, "NaN", "1", "1", "1", "1", "1", "1", 1),
         BookSnapshot(V, 3 * S, 3 * S, 2, 3, 20, [(10000, -1)], []),
-        object(),
+        BookSnapshot(V, 3 * S, 3 * S, 2, 3, 20, [(10020, 1)], [(10010, 1)]),  # crossed
+        BookSnapshot(V, 3 * S, 3 * S, 2, 3, 20, [(0, 1)], []),
+        BookDelta(V, 3 * S, 3 * S, 2, 3, 12, 11, [(10000, 1)], []),
+        BookDelta(V, 3 * S, 3 * S, 2, 3, 11, 11, [(10000, -3)], []),
     ]
     for event in bad:
         with pytest.raises(ValueError):
-            fold(state, event, "3-0")
-        assert encode_checkpoint(state) == before
+            read_entry(encode_event(event), entry)
+    assert read_entry(encode_event(trade(3 * S, 1, "buy")), entry).qty == 1
+    with pytest.raises(ValueError):
+        fold(state, object(), "3-0")
+    assert encode_checkpoint(state) == before
+
+
+def test_a_delta_that_crosses_the_book_drops_it_and_asks_for_a_snapshot():
+    state = new_state()
+    fold(state, snap(1 * S, 10, [(10000, 5)], [(10010, 5)]), "1-0")
+    fold(state, delta(2 * S, 11, 11, [(10020, 1)], []), "2-0")  # a bid above the best ask
+    assert not state.synced and state.book.best_bid is None
+    assert state.book_lost == "a delta crossed the book"
+    fold(state, delta(3 * S, 20, 21, [(10000, 1)], []), "3-0")
+    assert state.book_lost  # still: only a snapshot brings the book back
+    fold(state, snap(4 * S, 30, [(10000, 5)], [(10010, 5)]), "4-0")
+    assert state.synced and state.book_lost == ""
+    fold(state, delta(5 * S, 40, 41, [(10000, 1)], []), "5-0")  # ids skipped: lost again
+    assert state.book_lost == "update ids skipped"
 
 
 def test_a_repeated_trade_is_folded_once():

@@ -269,8 +269,11 @@ def test_ingest_node_logs_exact_books_from_the_recorded_messages(
         "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{port}",
     }
 
+    def logged_entries(symbol: str) -> list:
+        return list(stream_entries(client, [symbol], stats=ReplayStats()))
+
     def logged(symbol: str) -> list:
-        return [e for _, _, e in stream_entries(client, [symbol], stats=ReplayStats())]
+        return [e for _, _, e in logged_entries(symbol)]
 
     def reached(symbol: str) -> bool:
         name = symbol.partition(".")[0]
@@ -299,9 +302,7 @@ def test_ingest_node_logs_exact_books_from_the_recorded_messages(
         assert isinstance(events[0], Status) and events[0].status == "started"
         assert isinstance(events[-1], Status) and events[-1].status == "stopped"
         compared = 0
-        for _, event, state, folded in fold_entries(
-            ((symbol, f"{i}-0", e) for i, e in enumerate(events)), ReplayStats()
-        ):
+        for _, event, state, folded in fold_entries(logged_entries(symbol), ReplayStats()):
             assert folded
             if isinstance(event, BookSnapshot | BookDelta):
                 assert state.synced

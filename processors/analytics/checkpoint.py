@@ -38,6 +38,7 @@ class _Checkpoint(msgspec.Struct, array_like=True, frozen=True):
     update_id: int
     synced: bool
     ingest_status: str
+    book_lost: str
     gaps: int
     clock_ns: int
     book_ts: int
@@ -77,6 +78,7 @@ def encode_checkpoint(state: AnalyticsState) -> bytes:
             update_id=state.update_id,
             synced=state.synced,
             ingest_status=state.ingest_status,
+            book_lost=state.book_lost,
             gaps=state.gaps,
             clock_ns=state.clock_ns,
             book_ts=state.book_ts,
@@ -119,6 +121,7 @@ def decode_checkpoint(payload: bytes, params: AnalyticsParams) -> AnalyticsState
     state.update_id = ckpt.update_id
     state.synced = ckpt.synced
     state.ingest_status = ckpt.ingest_status
+    state.book_lost = ckpt.book_lost
     state.gaps = ckpt.gaps
     state.clock_ns = ckpt.clock_ns
     state.book_ts = ckpt.book_ts

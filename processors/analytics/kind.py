@@ -65,6 +65,7 @@ def kind(settings: Settings, env: Mapping[str, str]) -> Kind[AnalyticsState]:
         encode=encode_checkpoint,
         decode=lambda payload: decode_checkpoint(payload, params),
         slow=compute_slow,
+        resync=lambda state: state.book_lost or None,
         indexed=True,
         variables=variables,
         description="order book, flow, liquidity, anomalies and health: the report",

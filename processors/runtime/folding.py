@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from core import metrics
-from core.events import ENTRY_FIELD, DecodeError, decode_event
+from core.events import ENTRY_FIELD, DecodeError, read_entry
 from core.redis_client import AnyAsyncRedis
 from processors.runtime.kind import Kind
 
@@ -52,9 +52,7 @@ def fold_entries(kind: Kind[Any], folded: Folded, entries: Entries, dead: list[D
         entry_id = raw_id.decode()
         payload = entry.get(ENTRY_FIELD)
         try:
-            if payload is None:
-                raise DecodeError(f"entry has no {ENTRY_FIELD!r} field")
-            event = decode_event(payload)
+            event = read_entry(payload, entry_id)
             fold(state, event, entry_id)
             count += 1
             last_event_ns = max(last_event_ns, event.ts_event)

@@ -96,6 +96,10 @@ class Kind(Generic[S]):
     slow: Callable[[S], object] | None = None
     """A costlier computation run every ``NT_SLOW_PERIOD_MS`` at most (skipped, never queued,
     when it overruns), its result handed to ``project`` as ``context.slow``."""
+    resync: Callable[[S], str | None] | None = None
+    """Why the state needs a fresh venue snapshot (the book it folds contradicts itself), or
+    None: the runtime asks the symbol's ingest for one (``resync:{SYM}``), at most every few
+    seconds, until the state stops asking."""
     start: StartAt = "begin"
     indexed: bool = False
     """The kind's projection is the symbol's report: list the symbol in ``{reports}:index``

@@ -4,8 +4,9 @@ batch it went out in has come back (``settle``).
 A publish writes the kind's projections in one fenced step, with the index entry when the
 kind's projection is the report, and a checkpoint when one is due (and on hand-off); it moves
 the kind's consumer-group cursor to where the fold stands (operators see each kind's lag),
-reads the stream's length with a checkpoint, and carries the dead letters met since the last
-publish.
+reads the stream's length with a checkpoint, carries the dead letters met since the last
+publish, and asks the symbol's ingest for a fresh venue snapshot when the kind's state says
+it needs one (``Kind.resync``).
 The slow cycle runs as part of a publish once it is due, never in a tenure's first publish
 (a takeover's first report goes out at once; a warm successor ran it while waiting) nor in
 a final one.
@@ -29,8 +30,12 @@ from processors.runtime.tenure import Tenure
 from projections.report import Writer
 from projections.writer import Put, raise_refusals, write_commands
 
-__all__ = ["Composed", "compose", "settle"]
+__all__ = ["RESYNC_EVERY_S", "Composed", "compose", "settle"]
 
+RESYNC_EVERY_S: Final = 5.0
+"""A symbol's fresh snapshot is asked for at most this often: the one asked for takes a
+venue round trip (and the ingest's lease round) to arrive."""
+_RESYNC_TTL_MS: Final = 30_000
 _DEAD_LETTER_MAXLEN: Final = 10_000
 _RATE_WINDOW_S: Final = 10.0
 
@@ -87,6 +92,12 @@ def compose(
     commands.append(("xgroup_setid", (stream, kind.name, folded.last_id), {}))
     if checkpoint and kind.indexed:
         commands.append(("xlen", (stream,), {}))  # the stream's length, once a checkpoint
+    reason = kind.resync(folded.state) if kind.resync is not None else None
+    if reason and started - tenure.resync_asked >= RESYNC_EVERY_S:
+        tenure.resync_asked = started
+        log_event(log, "resync_requested", reason, level=logging.WARNING,
+                  symbol=lease.symbol, kind=kind.name)  # fmt: skip
+        commands.append(("set", (keys.resync_key(lease.symbol), reason), {"px": _RESYNC_TTL_MS}))
     for entry_id, fields in tenure.dead:
         # the entry's own id: written once, however many owners and kinds meet it
         options = {"id": entry_id, "maxlen": _DEAD_LETTER_MAXLEN, "approximate": True}

@@ -63,6 +63,8 @@ class Tenure:
     """A final publish is asked for (hand-off)."""
     publishes: deque[float] = field(default_factory=deque)
     """When the last publishes went out (the publish-rate window)."""
+    resync_asked: float = -math.inf
+    """When (monotonic) a fresh venue snapshot was last asked for (``Kind.resync``)."""
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     """Fencing refused a write or a renewal: the tenure is over."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
