@@ -4,7 +4,8 @@ A private Redis (unless REDIS_URL is set), the local exchange simulator, an inge
 processor node and the MCP server (streamable HTTP), each its own process like in a real
 deployment. It prints plain lines (also when not on a terminal): what runs where, a client
 configuration to paste, then the reports' state every few seconds. Ctrl-C or SIGTERM stops
-everything, newest first. One demo per data folder (context8/datadir.py); ``reset`` starts
+everything, newest first; a child that dies (a role, the private Redis) is started again.
+One demo per data folder (context8/datadir.py); ``reset`` starts
 it from an empty event log.
 """
 
@@ -15,6 +16,7 @@ import json
 import signal
 import socket
 import time
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -28,6 +30,8 @@ from core.acl import READER, create_reader, url_with_user
 from core.settings import ConfigError, Settings
 from core.symbols import parse_symbols
 from ingest.capture import MetaLine, read_capture
+from projections.freshness import freshen
+from projections.report import Report
 
 __all__ = ["run_demo"]
 
@@ -43,6 +47,9 @@ def _say(line: str) -> None:
 _STATUS_EVERY_S = 10.0
 
 
+_report_decoder = msgspec.json.Decoder(Report)
+
+
 def _status_lines(client: redis.Redis, symbols: tuple[str, ...]) -> list[str]:
     raw = client.mget([keys.report_key(s) for s in symbols])
     now_ms = time.time_ns() // 1_000_000
@@ -51,14 +58,13 @@ def _status_lines(client: redis.Redis, symbols: tuple[str, ...]) -> list[str]:
         if value is None:
             lines.append(f"  {symbol:<18} no report yet")
             continue
-        report = msgspec.json.decode(value)
-        age = now_ms - report["stream"]["last_event_ts_ms"]
-        mid = report["mid_price"]
+        report = freshen(_report_decoder.decode(value), now_ms)  # as MCP would answer now
+        spread = "-" if report.spread_bps is None else report.spread_bps
+        mid = "-" if report.mid_price is None else f"{report.mid_price:.10g}"
         lines.append(
-            f"  {symbol:<18} mid {'-' if mid is None else f'{mid:.10g}':>14} "
-            f"spread {report['spread_bps'] if report['spread_bps'] is not None else '-'} bps  "
-            f"health {report['health']['score']:5.1f}  age {age} ms  "
-            f"status {report['ingestion']['status']}"
+            f"  {symbol:<18} mid {mid:>14} spread {spread} bps  "
+            f"health {report.health.score:5.1f}  age {report.data_age_ms} ms  "
+            f"status {report.ingestion.status}"
         )
     return lines
 
@@ -73,6 +79,41 @@ def capture_symbols(path: str) -> tuple[str, ...]:
     if not isinstance(first, MetaLine) or not first.symbols:
         raise ConfigError(f"--capture: {path} has no meta line naming its symbols; set SYMBOLS")
     return parse_symbols(",".join(first.symbols))
+
+
+class _Supervisor:
+    """Starts again what died (a role, the private Redis), as a service manager would: one
+    child's death must not take the rest down. A child dying more than ``_MAX_RESTARTS``
+    times within ``_RESTART_WINDOW_S`` is not coming back by itself: the demo stops."""
+
+    def __init__(self) -> None:
+        self._restarts: dict[str, deque[float]] = {}
+
+    def revive(self, fleet: Fleet, private: PrivateRedis | None) -> None:
+        if private is not None and private.process is not None:
+            code = private.process.poll()
+            if code is not None:
+                self._count("redis", code)
+                private.start()  # same port, same data: the roles reconnect by themselves
+                _say(f"  redis restarted (it exited with {code})")
+        for child, code in fleet.revive():
+            self._count(child.name, code)
+            _say(f"  {child.name} restarted (it exited with {code}; log {child.log_path})")
+
+    def _count(self, name: str, code: int) -> None:
+        now = time.monotonic()
+        recent = self._restarts.setdefault(name, deque())
+        recent.append(now)
+        while recent and recent[0] < now - _RESTART_WINDOW_S:
+            recent.popleft()
+        if len(recent) > _MAX_RESTARTS:
+            raise RuntimeError(
+                f"{name} exited {len(recent)} times in {_RESTART_WINDOW_S:g} s (last code {code})"
+            )
+
+
+_MAX_RESTARTS = 5
+_RESTART_WINDOW_S = 60.0
 
 
 def _port_taken(port: int) -> str | None:
@@ -142,12 +183,14 @@ def _run(
         redis_url = settings.redis_url
         mcp_env: dict[str, str] = {}
         if redis_url is None:
-            private = PrivateRedis(folder.redis_dir)
+            private = PrivateRedis(folder.redis_dir, acl_file=True)
             redis_url = private.start()
             folder.publish_redis_url(redis_url)
-            # The MCP server reads as a user that may only read report keys (core.acl).
+            # The MCP server reads as a user that may only read report keys (core.acl),
+            # saved to the ACL file: after a restart of this Redis it reads on.
             with redis.Redis.from_url(redis_url, socket_timeout=2) as admin:
                 password = create_reader(admin)
+                admin.acl_save()
             mcp_env["CONTEXT8_MCP_REDIS_URL"] = url_with_user(redis_url, READER, password)
         symbols = settings.symbols
         simulator_args = ["--seed", str(seed)]
@@ -180,12 +223,13 @@ def _run(
 
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         next_status = time.monotonic()
+        supervisor = _Supervisor()
         while True:
-            fleet.check_alive()
+            supervisor.revive(fleet, private)
             if time.monotonic() >= next_status:
                 try:
                     lines = _status_lines(client, symbols)
-                except (redis.RedisError, msgspec.DecodeError, KeyError) as e:
+                except (redis.RedisError, msgspec.DecodeError, msgspec.ValidationError) as e:
                     lines = [f"  (reports unreadable: {e})"]
                 _say(f"reports at {time.strftime('%H:%M:%S')}:")
                 for line in lines:

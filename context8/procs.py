@@ -44,6 +44,9 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
 
     def tail(self, lines: int = 15) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -58,10 +61,14 @@ class Fleet:
     children: list[Child] = field(default_factory=list)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, self._start(name, args, env), self.log_dir / f"{name}.log", args, env)
+        self.children.append(child)
+        return child
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
+        with (self.log_dir / f"{name}.log").open("ab") as log_file:
+            return subprocess.Popen(
                 [sys.executable, "-m", "context8", *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -70,9 +77,18 @@ class Fleet:
                 # Ctrl-C reaches the parent only; it stops the children in order.
                 start_new_session=True,
             )
-        child = Child(name, process, log_path)
-        self.children.append(child)
-        return child
+
+    def revive(self) -> list[tuple[Child, int]]:
+        """Start again every child that exited, with its arguments and environment: the
+        children restarted, each with the exit code it died with."""
+        revived = []
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                child.process = self._start(child.name, child.args, child.env)
+                child.restarts += 1
+                revived.append((child, code))
+        return revived
 
     def check_alive(self) -> None:
         for child in self.children:

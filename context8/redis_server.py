@@ -49,6 +49,9 @@ class PrivateRedis:
     data_dir: Path
     port: int = 0
     appendonly: bool = True
+    acl_file: bool = False
+    """Keep users in ``users.acl`` in the data directory (saved with ACL SAVE), so the users
+    made for the roles (the MCP server's reader) outlive a restart of this Redis."""
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -57,9 +60,15 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> str:
+        """Start it (again, on the same port and data, after it exited); its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
+        acl_args: tuple[str, ...] = ()
+        if self.acl_file:
+            users = self.data_dir / "users.acl"
+            users.touch(mode=0o600)
+            acl_args = ("--aclfile", str(users))
         args = [
             find_redis_server(),
             "--port", str(self.port),
@@ -70,6 +79,7 @@ class PrivateRedis:
             "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
+            *acl_args,
             *self.extra_args,
         ]  # fmt: skip
         # Its own session: a Ctrl-C in the terminal (SIGINT to the whole foreground group)

@@ -167,3 +167,43 @@ def test_the_demo_refuses_a_taken_port_at_once_and_reset_empties_the_log(tmp_pat
         assert demo.process.wait(60) == 0, demo.output
     finally:
         demo.finish()
+
+
+def test_the_demo_restarts_what_dies_and_serves_again_after_a_redis_kill(tmp_path: Path):
+    """kill -9 of the ingest node, then of Redis itself: the demo starts each again (Redis on
+    its port and data, with the MCP server's reader user, which lives in its ACL file), and
+    the MCP server answers fresh reports again, nothing else restarted by hand."""
+    import redis
+
+    folder = tmp_path / "demo"
+    demo = _Demo(folder, free_port())
+    try:
+        demo.report_when(_ok)
+        admin = redis.Redis.from_url((folder / "redis.url").read_text().strip(), socket_timeout=2)
+        (ingest,) = [n for n in _nodes(folder) if n["role"] == "ingest"]
+        killed_ms = time.time_ns() // 1_000_000
+        os.kill(ingest["pid"], signal.SIGKILL)
+        demo.report_when(lambda r: _ok(r) and r["stream"]["last_event_ts_ms"] > killed_ms + 500)
+        assert "ingest restarted (it exited with -9" in demo.output
+
+        redis_pid = admin.info("server")["process_id"]
+        admin.close()
+        killed = time.monotonic()
+        killed_ms = time.time_ns() // 1_000_000
+        os.kill(redis_pid, signal.SIGKILL)
+        demo.report_when(lambda r: _ok(r) and r["stream"]["last_event_ts_ms"] > killed_ms, 60)
+        print(f"fresh again {time.monotonic() - killed:.1f} s after a kill -9 of Redis")
+        assert "redis restarted (it exited with -9)" in demo.output
+        demo.process.send_signal(signal.SIGTERM)
+        assert demo.process.wait(60) == 0, demo.output
+    finally:
+        demo.finish()
+
+
+def _nodes(folder: Path) -> list[dict]:
+    status = subprocess.run(
+        [sys.executable, "-m", "context8", "status", "--data-dir", str(folder), "--json"],
+        env=_ENV, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    return json.loads(status.stdout)["nodes"]

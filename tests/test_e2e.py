@@ -40,7 +40,9 @@ def pipeline(redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
             reports = client.mget([keys.report_key(s) for s in SYMBOLS])
             decoded = [msgspec.json.decode(r) for r in reports if r is not None]
             ready = [r for r in decoded if r["ingestion"]["status"] == "ok" and r["high_24h"]]
-            if len(ready) == len(SYMBOLS):
+            # both kinds: the candles kind holds its own leases and may publish later
+            bars = client.exists(*(keys.candles_key(s, "1s") for s in SYMBOLS))
+            if len(ready) == len(SYMBOLS) and bars == len(SYMBOLS):
                 break
             assert time.monotonic() < deadline, f"no fresh reports: {decoded}"
             time.sleep(0.2)
