@@ -364,3 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as e:
         print(f"context8: bad configuration: {e}", file=sys.stderr)
         return 2
+    except config.CannotStart as e:
+        print(f"context8: cannot start: {e}", file=sys.stderr)
+        return 1

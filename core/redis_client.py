@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -31,6 +32,7 @@ __all__ = [
     "batch",
     "connect",
     "connect_sync",
+    "display_url",
     "get_many",
     "get_many_async",
 ]
@@ -39,6 +41,15 @@ AnyAsyncRedis = redis.asyncio.Redis | AsyncRedisCluster
 AnySyncRedis = redis.Redis | RedisCluster
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 """(client method name, positional arguments, keyword arguments)."""
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for a log line or an error message: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + parts.netloc.rpartition("@")[2]))
 
 
 def _is_cluster(url: str, timeout_s: float) -> bool:

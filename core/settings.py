@@ -37,6 +37,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_SYMBOLS",
     "NODE_SETTINGS",
+    "CannotStart",
     "ConfigError",
     "Settings",
     "check_file",
@@ -58,6 +59,11 @@ PositiveMs = Annotated[int, Meta(ge=1, le=3_600_000)]
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names the variable (and the file it came
     from) and what it accepts."""
+
+
+class CannotStart(RuntimeError):
+    """A role cannot run because something it needs (Redis, the venue) does not answer; the
+    message says what and where, and the command exits non-zero without a traceback."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

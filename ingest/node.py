@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 
+import redis
 from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
 from nautilus_trader.adapters.binance.common.urls import get_http_base_url, get_ws_base_url
 from nautilus_trader.adapters.binance.config import BinanceDataClientConfig
@@ -35,7 +36,8 @@ from nautilus_trader.model.identifiers import InstrumentId, TraderId
 from core import metrics
 from core.logs import set_log_context
 from core.metrics import serve_metrics
-from core.settings import ConfigError, Settings
+from core.redis_client import connect_sync, display_url
+from core.settings import CannotStart, ConfigError, Settings
 from ingest.actor import IngestActor, IngestActorConfig
 from ingest.binance import GapAwareBinanceDataClientFactory
 
@@ -45,6 +47,8 @@ VENUE = "BINANCE"
 
 _TIMEOUT_CONNECTION_S = 15.0
 """NT waits this long for the venue (instruments) before it gives up on starting."""
+
+_REDIS_PROBE_TIMEOUT_S = 3.0
 
 log = logging.getLogger("context8.ingest.node")
 
@@ -57,6 +61,7 @@ def run(settings: Settings) -> None:
     foreign = [s for s in settings.symbols if not s.endswith(f".{VENUE}")]
     if foreign:
         raise ConfigError(f"SYMBOLS: ingest speaks to Binance only, not {', '.join(foreign)}")
+    _check_redis(settings.redis_url)
     metrics_url = serve_metrics(settings.metrics_port, settings.metrics_host)
     metrics.count_from_zero("ingest")
     loop = asyncio.new_event_loop()
@@ -101,10 +106,22 @@ def run(settings: Settings) -> None:
         )
         node.dispose()
     if failed:
-        raise RuntimeError(
+        raise CannotStart(
             f"ingest did not start: {failed[0]} (check NT_BINANCE_HTTP_URL/NT_BINANCE_WS_URL, "
             "the network and SYMBOLS; NT's log above says which call failed)"
         )
+
+
+def _check_redis(url: str) -> None:
+    # Before NT starts: with Redis down the actor never runs, and the start watchdog would
+    # blame the venue.
+    timeout = _REDIS_PROBE_TIMEOUT_S
+    try:
+        with connect_sync(url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+            client.ping()
+    except redis.RedisError as e:
+        where = display_url(url)
+        raise CannotStart(f"Redis at {where} does not answer ({e}); check REDIS_URL") from None
 
 
 def _build(

@@ -41,7 +41,7 @@ from nautilus_trader.model.identifiers import InstrumentId, TradeId, TraderId
 from nautilus_trader.model.objects import Price, Quantity
 from redis.asyncio import Redis
 
-from context8.procs import stop_process
+from context8.procs import free_port, stop_process
 from coordination.lease import LeaseScripts
 from coordination.lease import acquire as acquire_lease
 from core import keys
@@ -804,3 +804,26 @@ def test_node_against_the_simulator_records_resyncs_and_stops_cleanly(redis_url,
     assert all(line["role"] == "ingest" for line in log_lines if "event" in line)
     assert any(line["event"] == "feed_gap" and line["symbol"] == BTC for line in log_lines)
     client.close()
+
+
+def test_node_with_redis_down_says_so_at_once_and_exits():
+    """Not the venue's fault: Redis is checked before NautilusTrader starts."""
+    redis_port, venue_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://:secret@127.0.0.1:{redis_port}/0",
+        "SYMBOLS": "BTCUSDT",
+        "NT_METRICS_PORT": "0",
+        "NT_BINANCE_HTTP_URL": f"http://127.0.0.1:{venue_port}",
+        "NT_BINANCE_WS_URL": f"ws://127.0.0.1:{venue_port}",
+    }
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "context8", "ingest"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 15
+    assert f"cannot start: Redis at redis://***@127.0.0.1:{redis_port}/0 does not answer" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+    assert "venue" not in done.stderr
